@@ -1,0 +1,1 @@
+"""The HTTP side: health, readiness and metrics today; the REST API and console next."""

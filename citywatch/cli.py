@@ -1,0 +1,129 @@
+"""The ``citywatch`` command: ``run``, ``demo``, ``simulate``, ``check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from citywatch import __version__
+from citywatch.config import ConfigError
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from citywatch.app import COMPONENTS, Service, run_until_stopped
+    from citywatch.settings import load_settings
+
+    settings = load_settings(args.config)
+    _setup_logging(settings.log_level)
+    components = COMPONENTS
+    if args.only:
+        components = tuple(c.strip() for c in args.only.split(",") if c.strip())
+        unknown = set(components) - set(COMPONENTS)
+        if unknown:
+            raise ConfigError(
+                "--only",
+                f"unknown component(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(COMPONENTS)}",
+            )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_stop(stop)
+        await run_until_stopped(Service(settings, components), stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from citywatch.settings import load_settings
+
+    settings = load_settings(args.config)
+    print(
+        f"configuration ok: broker {settings.mqtt.url}, "
+        f"InfluxDB {settings.influx.url or '(none: spool only)'}, data {settings.data_dir}"
+    )
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from citywatch.simulate import runner
+
+    _setup_logging("info")
+    return runner.main(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from citywatch.demo import run_demo
+
+    _setup_logging("warning")
+    return asyncio.run(run_demo(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="citywatch",
+        description="Real-time telemetry and alerting for digital city management.",
+    )
+    p.add_argument("--version", action="version", version=f"citywatch {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", "-c", help="YAML file (default: $CITYWATCH_CONFIG)")
+
+    run = sub.add_parser("run", help="run the service")
+    with_config(run)
+    run.add_argument("--only", help="comma-separated components to run (collector, api)")
+    run.set_defaults(func=cmd_run)
+
+    chk = sub.add_parser("check-config", help="validate the configuration and exit")
+    with_config(chk)
+    chk.set_defaults(func=cmd_check_config)
+
+    sim = sub.add_parser("simulate", help="publish a simulated fleet to a broker")
+    from citywatch.simulate import runner
+
+    runner.add_arguments(sim)
+    sim.set_defaults(func=cmd_simulate)
+
+    demo = sub.add_parser("demo", help="broker, simulator and service in one process")
+    with_config(demo)
+    demo.add_argument("--devices", type=int, default=40)
+    demo.add_argument("--speedup", type=float, default=5.0, help="simulated seconds per second")
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"citywatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

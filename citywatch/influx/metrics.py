@@ -1,0 +1,44 @@
+"""The writer's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class WriterMetrics:
+    """Batches and points by outcome, write latency, spool depth."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.batches = Counter(
+            "citywatch_write_batches",
+            "Batches by outcome: written (straight to InfluxDB), spooled, replayed, dropped",
+            ["outcome"],
+            registry=registry,
+        )
+        self.points = Counter(
+            "citywatch_write_points",
+            "Points by outcome: written, spooled, dropped (refused by InfluxDB as invalid)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "citywatch_write_latency_seconds",
+            "Time of one successful write request to InfluxDB",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.failures = Counter(
+            "citywatch_write_failures",
+            "Failed write requests, by whether they are retried",
+            ["retryable"],
+            registry=registry,
+        )
+        self.spool_segments = Gauge(
+            "citywatch_spool_segments", "Batches waiting in the spool", registry=registry
+        )
+        self.spool_bytes = Gauge("citywatch_spool_bytes", "Bytes in the spool", registry=registry)
+        self.spool_full = Counter(
+            "citywatch_spool_full",
+            "Batches the spool could not take (full or disk error); the broker keeps them",
+            registry=registry,
+        )

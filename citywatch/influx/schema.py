@@ -1,0 +1,143 @@
+"""How records map to InfluxDB measurements; docs/schema.md describes the result.
+
+Tags stay few and bounded (city, device, officer, event, unit, category, and
+the rejection kind and reason); case ids and grid codes are fields. Points are
+keyed by the record's own timestamp so that a redelivered message overwrites
+itself: at-least-once delivery, exactly-once data.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+from citywatch.influx.lineprotocol import encode, escape_name
+from citywatch.models import (
+    CaseEvent,
+    DeviceStatus,
+    Fix,
+    Heartbeat,
+    Record,
+    Rejected,
+    ShiftEvent,
+)
+
+
+def ts_ns(ts: float) -> int:
+    """Seconds to nanoseconds, rounded to the microsecond so equal inputs give equal keys."""
+    return round(ts * 1_000_000) * 1000
+
+
+def _spread(ts: float, key: str) -> int:
+    # Points in one series that share a timestamp overwrite each other. Case
+    # events of many cases share a series, so each gets a stable sub-microsecond
+    # offset from its id: distinct cases do not collide, a repeat still does.
+    return ts_ns(ts) + zlib.crc32(key.encode()) % 1000
+
+
+def fix_line(r: Fix) -> str:
+    """The ``gps`` point of a fix (hot path: formatted by hand)."""
+    extra = []
+    if r.acc is not None:
+        extra.append(f",acc={float(r.acc)!r}")
+    if r.speed is not None:
+        extra.append(f",speed={float(r.speed)!r}")
+    if r.heading is not None:
+        extra.append(f",heading={float(r.heading)!r}")
+    if r.alt is not None:
+        extra.append(f",alt={float(r.alt)!r}")
+    if r.battery is not None:
+        extra.append(f",battery={float(r.battery)!r}")
+    if r.seq is not None:
+        extra.append(f",seq={r.seq}i")
+    if r.source != "handheld":
+        extra.append(f',source="{r.source}"')
+    return (
+        f"gps,city={escape_name(r.city)},device={escape_name(r.device)} "
+        f"lat={r.lat!r},lon={r.lon!r}{''.join(extra)} {ts_ns(r.ts)}"
+    )
+
+
+def heartbeat_line(r: Heartbeat) -> str:
+    """The ``heartbeat`` point; ``recv_lag`` is receive time minus the handheld's ``ts``."""
+    return encode(
+        "heartbeat",
+        {"city": r.city, "device": r.device},
+        {
+            "battery": None if r.battery is None else float(r.battery),
+            "charging": r.charging,
+            "signal": None if r.signal is None else float(r.signal),
+            "app": r.app,
+            "gps": r.gps,
+            "recv_lag": round(r.received_at - r.ts, 3),
+        },
+        ts_ns(r.ts),
+    )
+
+
+def status_line(r: DeviceStatus) -> str:
+    """The ``device_status`` point."""
+    return encode(
+        "device_status",
+        {"city": r.city, "device": r.device},
+        {"online": r.online, "status": "online" if r.online else "offline", "retained": r.retained},
+        ts_ns(r.ts),
+    )
+
+
+def shift_line(r: ShiftEvent) -> str:
+    """The ``shift`` point."""
+    return encode(
+        "shift",
+        {"city": r.city, "officer": r.officer, "action": r.action},
+        {
+            "device": r.device,
+            "grids": ",".join(r.grids) if r.grids else None,
+            "lead": r.lead,
+            "role": r.role,
+        },
+        ts_ns(r.ts),
+    )
+
+
+def case_line(r: CaseEvent) -> str:
+    """The ``case_event`` point."""
+    return encode(
+        "case_event",
+        {"city": r.city, "event": r.event, "unit": r.unit or "", "category": r.category or ""},
+        {
+            "case": r.case,
+            "urgent": r.urgent,
+            "grid": r.grid,
+            "lat": r.lat,
+            "lon": r.lon,
+            "officer": r.officer,
+            "extend_s": r.extend,
+        },
+        _spread(r.ts, r.case + r.event),
+    )
+
+
+def rejected_line(r: Rejected) -> str:
+    """The ``ingest_rejected`` point."""
+    return encode(
+        "ingest_rejected",
+        {"city": r.city or "", "kind": r.kind, "reason": r.reason},
+        {"count": 1, "topic": r.topic, "detail": r.detail[:512], "index": r.index},
+        _spread(r.received_at, f"{r.topic}#{r.index}"),
+    )
+
+
+ENCODERS: dict[type, Callable[..., str]] = {
+    Fix: fix_line,
+    Heartbeat: heartbeat_line,
+    DeviceStatus: status_line,
+    ShiftEvent: shift_line,
+    CaseEvent: case_line,
+    Rejected: rejected_line,
+}
+
+
+def to_line(record: Record) -> str:
+    """The line-protocol point of any record."""
+    return ENCODERS[type(record)](record)

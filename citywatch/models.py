@@ -1,0 +1,131 @@
+"""The normalised records that collectors produce and every sink consumes.
+
+Times are Unix epoch seconds (float); coordinates are WGS-84 degrees. A record
+carries ``received_at`` (when citywatch got it) beside ``ts`` (when the
+handheld or case system says it happened): liveness is judged on the former,
+movement and case clocks on the latter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+CASE_EVENTS: Final = frozenset(
+    {
+        "reported",
+        "filed",
+        "dispatched",
+        "accepted",
+        "resolved",
+        "verified",
+        "closed",
+        "evaluated",
+        "returned",
+        "suspended",
+        "resumed",
+        "extended",
+        "cancelled",
+    }
+)
+SHIFT_ACTIONS: Final = frozenset({"start", "end", "break_start", "break_end"})
+ROLES: Final = frozenset({"inspector", "enforcer"})
+CRS_NAMES: Final = frozenset({"wgs84", "gcj02", "bd09"})
+
+Source = Literal["handheld", "owntracks"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """One GPS fix from a handheld, converted to WGS-84."""
+
+    city: str
+    device: str
+    ts: float
+    lat: float
+    lon: float
+    received_at: float
+    acc: float | None = None
+    speed: float | None = None
+    heading: float | None = None
+    alt: float | None = None
+    battery: float | None = None
+    seq: int | None = None
+    source: Source = "handheld"
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A handheld's periodic sign of life; not a position."""
+
+    city: str
+    device: str
+    ts: float
+    received_at: float
+    battery: float | None = None
+    charging: bool | None = None
+    signal: float | None = None
+    app: str | None = None
+    gps: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """The handheld's connection status (its retained MQTT will)."""
+
+    city: str
+    device: str
+    online: bool
+    ts: float
+    received_at: float
+    retained: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftEvent:
+    """An officer starting or ending a shift or a break."""
+
+    city: str
+    officer: str
+    ts: float
+    action: str
+    received_at: float
+    device: str | None = None
+    grids: tuple[str, ...] = ()
+    lead: str | None = None
+    role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseEvent:
+    """One step in a case's life, from the city's case-handling system."""
+
+    city: str
+    case: str
+    ts: float
+    event: str
+    received_at: float
+    category: str | None = None
+    urgent: bool = False
+    grid: str | None = None
+    unit: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    officer: str | None = None
+    extend: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message (or one fix of a batch) that failed validation; kept for the record."""
+
+    kind: str
+    reason: str
+    detail: str
+    topic: str
+    received_at: float
+    city: str | None = None
+    index: int | None = None
+
+
+Record = Fix | Heartbeat | DeviceStatus | ShiftEvent | CaseEvent | Rejected

@@ -1,0 +1,44 @@
+"""The whole configuration: one section per component, each defined beside its code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from api.config import ApiConfig
+from citywatch.config import ConfigError, load_section, read_raw
+from citywatch.influx.config import InfluxConfig, SpoolConfig
+from collectors.config import IngestConfig, MqttConfig
+
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Top level of the YAML file."""
+
+    data_dir: str = "./var"
+    log_level: str = "info"
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    influx: InfluxConfig = field(default_factory=InfluxConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+
+    def validate(self, prefix: str) -> None:
+        if self.log_level not in _LEVELS:
+            raise ConfigError("log_level", f"must be one of {', '.join(_LEVELS)}")
+        if not self.data_dir:
+            raise ConfigError("data_dir", "must not be empty")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the YAML file and the environment; raises :class:`ConfigError` naming the key."""
+    raw: dict[str, Any] = read_raw(path, env)
+    return load_section(Settings, raw, "")

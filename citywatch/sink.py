@@ -1,0 +1,40 @@
+"""The sink contract between collectors and everything downstream.
+
+Collectors hand normalised records to a :class:`Sink` (Telegraf's
+Accumulator); :meth:`Sink.write` returns once the records are durable, and
+only then does the collector acknowledge the messages to the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from citywatch.models import Record
+
+
+class Sink(Protocol):
+    """Receives batches of records; returns when they are safely stored."""
+
+    async def write(self, records: Sequence[Record]) -> None: ...
+
+
+class FanOut:
+    """Feeds every record to each sink; done when all of them are done."""
+
+    def __init__(self, *sinks: Sink) -> None:
+        self.sinks = sinks
+
+    async def write(self, records: Sequence[Record]) -> None:
+        if len(self.sinks) == 1:
+            await self.sinks[0].write(records)
+            return
+        await asyncio.gather(*(s.write(records) for s in self.sinks))
+
+
+class NullSink:
+    """Accepts and forgets; for components that run without storage."""
+
+    async def write(self, records: Sequence[Record]) -> None:
+        return None

@@ -1,0 +1,40 @@
+"""The dead-letter message: why a message was refused, with (a bounded copy of) it."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import orjson
+
+from citywatch.models import Rejected
+
+
+def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
+    """The JSON body published to ``{root}/{city}/deadletter``."""
+    body = payload[:max_bytes]
+    try:
+        text, encoding = body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(body) - 3 and len(payload) > max_bytes:
+            # The cut fell inside a multi-byte character; drop the partial one.
+            text, encoding = body[: exc.start].decode("utf-8", "replace"), "utf-8"
+        else:
+            text, encoding = base64.b64encode(body).decode(), "base64"
+    doc: dict[str, object] = {
+        "reason": rej.reason,
+        "detail": rej.detail,
+        "topic": rej.topic,
+        "received_at": datetime.fromtimestamp(rej.received_at, UTC).isoformat(
+            timespec="milliseconds"
+        ),
+    }
+    if rej.index is not None:
+        doc["index"] = rej.index
+    doc.update(
+        payload=text,
+        payload_encoding=encoding,
+        size=len(payload),
+        truncated=len(payload) > max_bytes,
+    )
+    return orjson.dumps(doc)

@@ -1,0 +1,32 @@
+"""Rejection reasons: every way a message can fail, each with a stable name."""
+
+from __future__ import annotations
+
+from typing import Final
+
+REASONS: Final = (
+    "payload_too_large",
+    "bad_utf8",
+    "malformed_json",
+    "wrong_type",
+    "missing_field",
+    "out_of_range",
+    "bad_timestamp",
+    "future_timestamp",
+    "stale_timestamp",
+    "unknown_topic",
+    "bad_id",
+    "unknown_value",
+    "too_many_fixes",
+    "unknown_device",
+    "unsupported_type",
+)
+
+
+class Reject(Exception):
+    """A message, or one element of a batch, is invalid; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

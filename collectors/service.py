@@ -1,0 +1,97 @@
+"""The collector: broker -> decode -> sink -> acknowledge, in that order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from types import TracebackType
+
+from citywatch.models import Record
+from citywatch.sink import Sink
+from collectors.decode import BatchDecoder
+from collectors.message import Incoming
+from collectors.metrics import CollectorMetrics
+from collectors.mqtt import MqttSource
+
+log = logging.getLogger(__name__)
+
+
+class Collector:
+    """Pulls batches from the broker, stores them through the sink, then acknowledges.
+
+    Deliveries overlap (the next batch is decoded while the previous one is
+    being written) but acknowledgements go out in the order received. A batch
+    the sink cannot store is retried, never dropped and never acknowledged.
+    """
+
+    def __init__(
+        self,
+        source: MqttSource,
+        decoder: BatchDecoder,
+        sink: Sink,
+        metrics: CollectorMetrics,
+        *,
+        batch_max: int = 5000,
+    ) -> None:
+        self.source = source
+        self.decoder = decoder
+        self.sink = sink
+        self.metrics = metrics
+        self.batch_max = batch_max
+        self._last: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    async def __aenter__(self) -> Collector:
+        self._task = asyncio.create_task(self.run(), name="collector")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking messages and let the deliveries under way finish."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._last is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._last), timeout)
+
+    async def run(self) -> None:
+        while True:
+            batch = await self.source.get_batch(self.batch_max)
+            decoded = self.decoder.decode(batch)
+            for topic, payload in decoded.deadletters:
+                self.source.publish(topic, payload)
+            self._last = asyncio.create_task(self._deliver(decoded.records, batch, self._last))
+            self.batches += 1
+
+    async def _deliver(
+        self,
+        records: Sequence[Record],
+        batch: Sequence[Incoming],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self.sink.write(records)
+                break
+            except Exception as exc:  # any failure: keep the messages unacknowledged
+                self.metrics.sink_errors.inc()
+                log.warning("sink could not store %d records (%s); retrying", len(records), exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        if previous is not None:
+            await previous
+        self.source.ack(batch)
