@@ -123,9 +123,10 @@ async def run_demo(args: argparse.Namespace) -> int:
                 sim_cfg, url, speedup=args.speedup, stop=sim_stop, client_id="citywatch-demo-sim"
             ),
         )
+        spool_dir = settings.data_path / "spool"
+        influx = settings.influx.url or f"none (spooling to {spool_dir})"
         print(
-            f"citywatch demo — broker {url}{' (embedded)' if not external else ''}, "
-            f"InfluxDB {settings.influx.url or 'none (spooling to ' + str(settings.data_path / 'spool') + ')'}, "
+            f"citywatch demo — broker {url}{'' if external else ' (embedded)'}, InfluxDB {influx}, "
             f"metrics http://{api_host}:{service.http_port}/metrics — Ctrl-C to stop",
             flush=True,
         )
@@ -141,14 +142,14 @@ async def run_demo(args: argparse.Namespace) -> int:
                 rate = (stats.total - last_total) / max(now - last_t, 1e-6)
                 last_total, last_t = stats.total, now
                 k = stats.kinds
-                pts = writer.metrics.points
-                written = pts.labels("written")._value.get()
-                spooled = pts.labels("spooled")._value.get()
+                online = stats.online(time.time(), 90 / args.speedup + 30)
                 line = (
-                    f"{time.strftime('%H:%M:%S')}  devices online {stats.online(time.time(), 90 / args.speedup + 30):3d}/{args.devices}"
+                    f"{time.strftime('%H:%M:%S')}  devices online {online:3d}/{args.devices}"
                     f"  msgs/s {rate:6.1f}  fixes {k['Fix']:6d}  heartbeats {k['Heartbeat']:5d}"
-                    f"  shifts {k['ShiftEvent']:3d}  case events {k['CaseEvent']:4d}  rejected {k['Rejected']:3d}"
-                    f"  | written {written:7.0f}  spooled {spooled:7.0f}"
+                    f"  shifts {k['ShiftEvent']:3d}  case events {k['CaseEvent']:4d}"
+                    f"  rejected {k['Rejected']:3d}"
+                    f"  | written {writer.stats['written']:7d}"
+                    f"  spooled {writer.stats['spooled']:7d}"
                     f"  spool {_fmt_bytes(writer.spool.bytes)}"
                 )
                 print(line, flush=True)

@@ -1,6 +1,8 @@
 """The normalised records that collectors produce and every sink consumes.
 
-Times are Unix epoch seconds (float); coordinates are WGS-84 degrees. A record
+Records are named tuples: immutable, typed, and cheap to make at tens of
+thousands a second. Times are Unix epoch seconds (float); coordinates are
+WGS-84 degrees. A record
 carries ``received_at`` (when citywatch got it) beside ``ts`` (when the
 handheld or case system says it happened): liveness is judged on the former,
 movement and case clocks on the latter.
@@ -8,8 +10,7 @@ movement and case clocks on the latter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 CASE_EVENTS: Final = frozenset(
     {
@@ -35,8 +36,7 @@ CRS_NAMES: Final = frozenset({"wgs84", "gcj02", "bd09"})
 Source = Literal["handheld", "owntracks"]
 
 
-@dataclass(frozen=True, slots=True)
-class Fix:
+class Fix(NamedTuple):
     """One GPS fix from a handheld, converted to WGS-84."""
 
     city: str
@@ -54,8 +54,7 @@ class Fix:
     source: Source = "handheld"
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(NamedTuple):
     """A handheld's periodic sign of life; not a position."""
 
     city: str
@@ -69,8 +68,7 @@ class Heartbeat:
     gps: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceStatus:
+class DeviceStatus(NamedTuple):
     """The handheld's connection status (its retained MQTT will)."""
 
     city: str
@@ -81,8 +79,7 @@ class DeviceStatus:
     retained: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ShiftEvent:
+class ShiftEvent(NamedTuple):
     """An officer starting or ending a shift or a break."""
 
     city: str
@@ -96,8 +93,7 @@ class ShiftEvent:
     role: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CaseEvent:
+class CaseEvent(NamedTuple):
     """One step in a case's life, from the city's case-handling system."""
 
     city: str
@@ -115,8 +111,7 @@ class CaseEvent:
     extend: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(NamedTuple):
     """A message (or one fix of a batch) that failed validation; kept for the record."""
 
     kind: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -45,11 +44,13 @@ class BatchDecoder:
     def decode(self, batch: Sequence[Incoming]) -> Decoded:
         out = Decoded()
         records = out.records
-        received: Counter[str] = Counter()
-        accepted: Counter[str] = Counter()
-        lags: list[float] = []
+        received: dict[str, int] = {}
+        accepted: dict[str, int] = {}
         cfg = self.cfg
+        max_payload = cfg.max_payload
         route_of = self.router.route
+        decoders = self.decoders
+        rejected: list[tuple[Rejected, bytes]] = []
         for msg in batch:
             kind = "unknown"
             try:
@@ -57,41 +58,47 @@ class BatchDecoder:
                 if route is None:
                     continue  # the service's own output topics
                 kind = route.kind
-                if len(msg.payload) > cfg.max_payload:
+                if len(msg.payload) > max_payload:
                     raise Reject(
-                        "payload_too_large",
-                        f"{len(msg.payload)} bytes, at most {cfg.max_payload}",
+                        "payload_too_large", f"{len(msg.payload)} bytes, at most {max_payload}"
                     )
-                decoded = self.decoders[kind](route, msg, cfg)
+                decoded = decoders[kind](route, msg, cfg)
             except Reject as exc:
-                decoded = [
-                    Rejected(
-                        kind,
-                        exc.reason,
-                        exc.detail,
-                        msg.topic,
-                        msg.received_at,
-                        self.router.city_of(msg.topic),
-                    )
-                ]
-            received[kind] += 1
+                city = self.router.city_of(msg.topic)
+                decoded = [Rejected(kind, exc.reason, exc.detail, msg.topic, msg.received_at, city)]
+            received[kind] = received.get(kind, 0) + 1
+            ok = 0
             for rec in decoded:
-                if type(rec) is Fix:
-                    lags.append(rec.received_at - rec.ts)
-                elif type(rec) is Rejected:
-                    self.metrics.rejected.labels(rec.kind, rec.reason).inc()
-                    out.deadletters.append(
-                        (
-                            self.deadletter_topic(msg.topic),
-                            deadletter_payload(rec, msg.payload, cfg.deadletter_max),
-                        )
-                    )
-                    continue
-                accepted[kind] += 1
+                if type(rec) is Rejected:
+                    rejected.append((rec, msg.payload))
+                else:
+                    ok += 1
+            if ok:
+                accepted[kind] = accepted.get(kind, 0) + ok
             records.extend(decoded)
-        for kind, n in received.items():
-            self.metrics.received.labels(kind).inc(n)
-        for kind, n in accepted.items():
-            self.metrics.accepted.labels(kind).inc(n)
-        self.metrics.lag.observe_many(lags)
+        self._account(out, received, accepted, rejected)
         return out
+
+    def _account(
+        self,
+        out: Decoded,
+        received: dict[str, int],
+        accepted: dict[str, int],
+        rejected: list[tuple[Rejected, bytes]],
+    ) -> None:
+        m = self.metrics
+        for kind, n in received.items():
+            m.received.labels(kind).inc(n)
+        for kind, n in accepted.items():
+            m.accepted.labels(kind).inc(n)
+        for rec, payload in rejected:
+            m.rejected.labels(rec.kind, rec.reason).inc()
+            out.deadletters.append(
+                (
+                    self.deadletter_topic(rec.topic),
+                    deadletter_payload(rec, payload, self.cfg.deadletter_max),
+                )
+            )
+        lags = [r.received_at - r.ts for r in out.records if type(r) is Fix]
+        if lags:
+            m.lag.observe_many(lags)

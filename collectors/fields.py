@@ -119,11 +119,7 @@ def timestamp(obj: Obj, key: str, now: float, max_future: float, max_age: float)
     """``ts`` as RFC 3339 with an offset, or Unix epoch seconds; checked against ``now``."""
     v = obj.get(key)
     t = type(v)
-    if t is float or t is int:
-        ts = float(v)  # type: ignore[arg-type]
-        if not math.isfinite(ts):
-            raise Reject("bad_timestamp", f"{key}: not a finite number")
-    elif t is str:
+    if t is str:
         try:
             dt = datetime.fromisoformat(v)  # type: ignore[arg-type]
         except ValueError:
@@ -131,6 +127,10 @@ def timestamp(obj: Obj, key: str, now: float, max_future: float, max_age: float)
         if dt.tzinfo is None:
             raise Reject("bad_timestamp", f"{key}: {v[:64]!r} has no UTC offset")  # type: ignore[index]
         ts = dt.timestamp()
+    elif t is float or t is int:
+        ts = float(v)  # type: ignore[arg-type]
+        if not math.isfinite(ts):
+            raise Reject("bad_timestamp", f"{key}: not a finite number")
     elif v is None:
         raise Reject("missing_field", f"{key}: required")
     else:

@@ -28,12 +28,36 @@ def position(obj: f.Obj, lat_key: str = "lat", lon_key: str = "lon") -> tuple[fl
     return lat, lon
 
 
+def _opt(o: f.Obj, key: str, lo: float, hi: float) -> float | None:
+    # Fast path for the common case (absent, or a float in range); the general
+    # check in ``fields.number`` produces the precise error otherwise.
+    v = o.get(key)
+    if v is None or (type(v) is float and lo <= v <= hi):
+        return v
+    return f.number(o, key, lo, hi)
+
+
 def fix_from(route: Route, obj: object, msg: Incoming, cfg: IngestConfig) -> Fix:
     """One fix object of a ``gps`` message."""
-    o = f.expect_object(obj, "fix")
+    if type(obj) is not dict:
+        f.expect_object(obj, "fix")
+    o: f.Obj = obj  # type: ignore[assignment]
     now = msg.received_at
     ts = f.timestamp(o, "ts", now, cfg.max_future, cfg.max_age)
-    lat, lon = position(o)
+    lat = o.get("lat")
+    lon = o.get("lon")
+    if not (
+        type(lat) is float
+        and type(lon) is float
+        and -90.0 <= lat <= 90.0
+        and -180.0 <= lon <= 180.0
+        and (lat or lon)
+        and "crs" not in o
+    ):
+        lat, lon = position(o)
+    seq = o.get("seq")
+    if seq is not None and not (type(seq) is int and seq >= 0):
+        seq = f.integer(o, "seq", 0, 2**63 - 1)
     return Fix(
         route.city,
         route.subject,
@@ -41,12 +65,12 @@ def fix_from(route: Route, obj: object, msg: Incoming, cfg: IngestConfig) -> Fix
         lat,
         lon,
         now,
-        f.number(o, "acc", 0.0, 100_000.0),
-        f.number(o, "speed", 0.0, 1000.0),
-        f.number(o, "heading", 0.0, 360.0),
-        f.number(o, "alt", -1000.0, 20_000.0),
-        f.number(o, "battery", 0.0, 100.0),
-        f.integer(o, "seq", 0, 2**63 - 1),
+        _opt(o, "acc", 0.0, 100_000.0),
+        _opt(o, "speed", 0.0, 1000.0),
+        _opt(o, "heading", 0.0, 360.0),
+        _opt(o, "alt", -1000.0, 20_000.0),
+        _opt(o, "battery", 0.0, 100.0),
+        seq,
     )
 
 

@@ -29,6 +29,41 @@ from collectors.metrics import CollectorMetrics
 log = logging.getLogger(__name__)
 
 _READS_PER_WAKEUP = 512
+_RECV_CHUNK = 1 << 16
+
+
+class _BufferedClient(mqtt.Client):
+    """paho's reader asks the socket for one byte, then the length, then the body:
+    three system calls per message, which dominate its cost under load. This
+    client reads 64 KiB at a time and serves paho's small reads from memory.
+    Covered by tests/collectors/test_mqtt_buffer.py against the installed paho.
+    """
+
+    _rbuf: bytes = b""
+    _rpos: int = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buf, pos = self._rbuf, self._rpos
+        if pos >= len(buf):
+            buf = super()._sock_recv(_RECV_CHUNK)
+            if not buf:
+                return buf
+            pos = 0
+        end = pos + bufsize
+        self._rbuf, self._rpos = buf, min(end, len(buf))
+        return buf[pos:end]
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        # No per-topic callbacks are registered, so paho's topic matcher, which it
+        # runs for every message, has nothing to find: go straight to on_message.
+        self._on_message(self, self._userdata, message)  # type: ignore[misc]
+
+    def buffered(self) -> int:
+        """Bytes read from the socket that paho has not consumed yet."""
+        return len(self._rbuf) - self._rpos
+
+    def reset_buffer(self) -> None:
+        self._rbuf, self._rpos = b"", 0
 
 
 class MqttSource:
@@ -67,9 +102,9 @@ class MqttSource:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> _BufferedClient:
         broker = self.cfg.broker
-        c = mqtt.Client(
+        c = _BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.cfg.client_id,
             clean_session=False,
@@ -197,6 +232,7 @@ class MqttSource:
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._sock = sock
+        self.client.reset_buffer()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self._paused = False
         self._loop.add_reader(sock, self._on_readable)
@@ -205,7 +241,8 @@ class MqttSource:
         self._drop_socket()
 
     def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._loop.add_writer(sock, self._on_writable)
+        if not self._acking:
+            self._loop.add_writer(sock, self._on_writable)
 
     def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._loop.remove_writer(sock)
@@ -231,9 +268,11 @@ class MqttSource:
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None:
                 break
             n = len(inbox)
-            if n == before:
+            if n == before and not client.buffered():
                 break
             before = n
+            if self._paused:
+                break
         got = len(inbox) - start
         if got:
             self._unacked += got
@@ -241,10 +280,16 @@ class MqttSource:
             if self._unacked >= self.cfg.max_unacked:
                 self._pause()
         sock = self._sock
-        if isinstance(sock, ssl.SSLSocket) and sock.pending() and not self._paused:
+        if (
+            sock is not None
+            and not self._paused
+            and (client.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending()))
+        ):
+            # Data already read into memory raises no readiness event: come back for it.
             self._loop.call_soon(self._on_readable)
 
     _now = 0.0
+    _acking = False
 
     def _pause(self) -> None:
         if not self._paused and self._sock is not None:
@@ -274,11 +319,16 @@ class MqttSource:
         epoch = self.epoch
         client = self.client
         stale = 0
-        for m in msgs:
-            if m.epoch == epoch:
-                client.ack(m.mid, self.qos)
-            else:
-                stale += 1
+        self._acking = True
+        try:
+            for m in msgs:
+                if m.epoch == epoch:
+                    client.ack(m.mid, self.qos)
+                else:
+                    stale += 1
+        finally:
+            self._acking = False
+        self._flush_writes()
         if stale:
             self.metrics.stale_acks.inc(stale)
         self._unacked = max(0, self._unacked - (len(msgs) - stale))
@@ -289,3 +339,22 @@ class MqttSource:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Queue a message for the broker (paho keeps QoS 1 messages across reconnects)."""
         self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def _flush_writes(self) -> None:
+        """Write queued packets now, corked so that a batch of acks leaves in few segments."""
+        sock = self._sock
+        if sock is None or not self.client.want_write():
+            return
+        cork = getattr(socket, "TCP_CORK", None)
+        if cork is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+        try:
+            self.client.loop_write()
+        finally:
+            if cork is not None and self._sock is sock:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
+        if self._sock is sock and self.client.want_write():
+            # The socket buffer filled up; paho believes a writer is registered.
+            self._loop.add_writer(sock, self._on_writable)

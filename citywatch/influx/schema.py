@@ -35,27 +35,35 @@ def _spread(ts: float, key: str) -> int:
     return ts_ns(ts) + zlib.crc32(key.encode()) % 1000
 
 
+_GPS_HEADS: dict[tuple[str, str], str] = {}
+
+
 def fix_line(r: Fix) -> str:
-    """The ``gps`` point of a fix (hot path: formatted by hand)."""
-    extra = []
-    if r.acc is not None:
-        extra.append(f",acc={float(r.acc)!r}")
-    if r.speed is not None:
-        extra.append(f",speed={float(r.speed)!r}")
-    if r.heading is not None:
-        extra.append(f",heading={float(r.heading)!r}")
-    if r.alt is not None:
-        extra.append(f",alt={float(r.alt)!r}")
-    if r.battery is not None:
-        extra.append(f",battery={float(r.battery)!r}")
-    if r.seq is not None:
-        extra.append(f",seq={r.seq}i")
-    if r.source != "handheld":
-        extra.append(f',source="{r.source}"')
-    return (
-        f"gps,city={escape_name(r.city)},device={escape_name(r.device)} "
-        f"lat={r.lat!r},lon={r.lon!r}{''.join(extra)} {ts_ns(r.ts)}"
-    )
+    """The ``gps`` point of a fix (hot path: formatted by hand; ids are validated)."""
+    city, device, ts, lat, lon, _, acc, speed, heading, alt, battery, seq, source = r
+    head = _GPS_HEADS.get((city, device))
+    if head is None:
+        if len(_GPS_HEADS) > 100_000:
+            _GPS_HEADS.clear()
+        head = _GPS_HEADS[(city, device)] = (
+            f"gps,city={escape_name(city)},device={escape_name(device)} lat="
+        )
+    line = f"{head}{lat!r},lon={lon!r}"
+    if acc is not None:
+        line += f",acc={acc!r}"
+    if speed is not None:
+        line += f",speed={speed!r}"
+    if heading is not None:
+        line += f",heading={heading!r}"
+    if alt is not None:
+        line += f",alt={alt!r}"
+    if battery is not None:
+        line += f",battery={battery!r}"
+    if seq is not None:
+        line += f",seq={seq}i"
+    if source != "handheld":
+        line += f',source="{source}"'
+    return f"{line} {round(ts * 1_000_000) * 1000}"
 
 
 def heartbeat_line(r: Heartbeat) -> str:

@@ -64,6 +64,7 @@ class InfluxWriter:
         self.client: InfluxClient | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="influx-io")
         self.last_error: str | None = None
+        self.stats = {"written": 0, "spooled": 0, "replayed": 0, "dropped": 0}
         self._update_spool_metrics()
         if len(self.spool):
             self._spooled.set()
@@ -156,8 +157,7 @@ class InfluxWriter:
                     batch.done.set_result(None)
                     return
             else:
-                self.metrics.batches.labels("written").inc()
-                self.metrics.points.labels("written").inc(n)
+                self._count("written", n)
                 batch.done.set_result(None)
                 return
         try:
@@ -168,8 +168,7 @@ class InfluxWriter:
             log.error("batch of %d points not stored: %s", n, exc)
             batch.done.set_exception(NotStored(str(exc)))
             return
-        self.metrics.batches.labels("spooled").inc()
-        self.metrics.points.labels("spooled").inc(n)
+        self._count("spooled", n)
         self._update_spool_metrics()
         self._spooled.set()
         batch.done.set_result(None)
@@ -192,8 +191,7 @@ class InfluxWriter:
         # A 400 is InfluxDB refusing points as invalid (e.g. a field type conflict);
         # sending it again cannot succeed. InfluxDB 1.x still stores the valid points.
         log.error("InfluxDB refused a batch of %d points: %s", n, exc)
-        self.metrics.batches.labels("dropped").inc()
-        self.metrics.points.labels("dropped").inc(n)
+        self._count("dropped", n)
 
     async def _replayer(self) -> None:
         backoff = 0.2
@@ -217,7 +215,7 @@ class InfluxWriter:
                     continue
                 self._dropped(0, exc)
             else:
-                self.metrics.batches.labels("replayed").inc()
+                self._count("replayed", 0)
                 backoff = 0.2
             await self._run_io(self.spool.remove, seq)
             self._update_spool_metrics()
@@ -233,6 +231,12 @@ class InfluxWriter:
                 log.debug("create database: %s", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.cfg.retry_max)
+
+    def _count(self, outcome: str, points: int) -> None:
+        self.metrics.batches.labels(outcome).inc()
+        if points:
+            self.metrics.points.labels(outcome).inc(points)
+            self.stats[outcome] += points
 
     def _update_spool_metrics(self) -> None:
         self.metrics.spool_segments.set(len(self.spool))
