@@ -1,4 +1,4 @@
-"""Nothing lost: InfluxDB down, the service restarted or killed, the broker restarted, a full spool."""
+"""Nothing lost: InfluxDB down, service restarted or killed, broker restarted, spool full."""
 
 from __future__ import annotations
 
