@@ -17,6 +17,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -224,3 +225,35 @@ def split_host_port(value: str, key: str, default_port: int) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ConfigError(key, f"port out of range in {value!r}")
     return host, port
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerAddress:
+    """A parsed ``mqtt://[user:pass@]host:port`` or ``mqtts://`` URL."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_mqtt_url(url: str, key: str = "mqtt.url") -> BrokerAddress:
+    """Parse a broker URL, naming ``key`` in the error."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(key, f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ConfigError(key, f"scheme must be mqtt:// or mqtts://, got {url!r}")
+    if not parts.hostname:
+        raise ConfigError(key, f"no host in {url!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )

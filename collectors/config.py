@@ -4,44 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
 
-from citywatch.config import ConfigError, duration, size
+from citywatch.config import BrokerAddress, ConfigError, duration, parse_mqtt_url, size
 
 _CITY = re.compile(r"[0-9]{6}")
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """A parsed ``mqtt://[user:pass@]host:port`` or ``mqtts://`` URL."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-
-def parse_mqtt_url(url: str, key: str = "mqtt.url") -> BrokerAddress:
-    """Parse a broker URL, naming ``key`` in the error."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(key, f"not a valid URL: {exc}") from None
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigError(key, f"scheme must be mqtt:// or mqtts://, got {url!r}")
-    if not parts.hostname:
-        raise ConfigError(key, f"no host in {url!r}")
-    tls = parts.scheme in ("mqtts", "ssl")
-    return BrokerAddress(
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
-        tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
 
 
 @dataclass(frozen=True)

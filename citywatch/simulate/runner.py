@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from citywatch.config import ConfigError, parse_duration
+from citywatch.config import BrokerAddress, ConfigError, parse_duration, parse_mqtt_url
 from citywatch.simulate.fleet import Fleet, SimConfig
 from citywatch.simulate.grid import make_district, write_geojson
 from citywatch.simulate.message import Message, message_kind
@@ -38,35 +37,6 @@ _CONNECT_TIMEOUT = 10.0
 _DRAIN_TIMEOUT = 10.0
 _MAX_PENDING = 10_000
 _KINDS = ("gps", "heartbeat", "status", "shift", "case")
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """Where to connect, parsed from an ``mqtt://`` or ``mqtts://`` URL."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = None
-
-
-def parse_mqtt_url(url: str) -> BrokerAddress:
-    """Parse ``mqtt[s]://[user[:pass]@]host[:port]``; ``tcp``/``ssl`` are accepted too."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
-        raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
-    tls = scheme in ("mqtts", "ssl")
-    try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError as exc:
-        raise ValueError(f"bad port in MQTT URL {url!r}") from exc
-    if not parts.hostname:
-        raise ValueError(f"MQTT URL has no host: {url!r}")
-    user = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return BrokerAddress(parts.hostname, port, tls, user, password)
 
 
 @dataclass

@@ -11,8 +11,9 @@ import orjson
 import paho.mqtt.client as paho_client
 import pytest
 
+from citywatch.config import BrokerAddress, parse_mqtt_url
 from citywatch.simulate import Message, SimConfig, run_simulation
-from citywatch.simulate.runner import BrokerAddress, add_arguments, main, parse_mqtt_url
+from citywatch.simulate.runner import add_arguments, main
 
 
 class FakeInfo:

@@ -1,0 +1,1 @@
+"""Alerting: alert lifecycle, routing, escalation and the notification outbox."""
