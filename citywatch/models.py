@@ -120,7 +120,8 @@ class Rejected(NamedTuple):
     topic: str
     received_at: float
     city: str | None = None
-    index: int | None = None
+    element: int | None = None
+    """Position in a GPS array, when one fix of it was rejected."""
 
 
 Record = Fix | Heartbeat | DeviceStatus | ShiftEvent | CaseEvent | Rejected

@@ -29,8 +29,8 @@ def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
             timespec="milliseconds"
         ),
     }
-    if rej.index is not None:
-        doc["index"] = rej.index
+    if rej.element is not None:
+        doc["index"] = rej.element
     doc.update(
         payload=text,
         payload_encoding=encoding,

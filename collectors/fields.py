@@ -39,9 +39,10 @@ def number(obj: Obj, key: str, lo: float, hi: float, *, required: bool = False) 
     v = obj.get(key)
     t = type(v)
     if t is float or t is int:
-        if not lo <= v <= hi:  # also false for NaN
+        x = float(v)  # type: ignore[arg-type]
+        if not lo <= x <= hi:  # also false for NaN
             raise Reject("out_of_range", f"{key}: {v!r} is outside [{lo:g}, {hi:g}]")
-        return float(v)  # type: ignore[arg-type]
+        return x
     if v is None:
         if required:
             raise Reject("missing_field", f"{key}: required")
@@ -60,7 +61,7 @@ def integer(obj: Obj, key: str, lo: int, hi: int) -> int | None:
             raise Reject("wrong_type", f"{key}: expected an integer, got {_json_type(v)}")
     if not lo <= v <= hi:
         raise Reject("out_of_range", f"{key}: {v} is outside [{lo}, {hi}]")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def boolean(obj: Obj, key: str) -> bool | None:

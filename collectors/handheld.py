@@ -122,6 +122,7 @@ _STATUS = frozenset({"online", "offline"})
 def decode_status(route: Route, msg: Incoming, cfg: IngestConfig) -> list[Record]:
     """``online``/``offline`` as plain text (the MQTT will) or ``{"status", "ts"}``."""
     raw = msg.payload.strip()
+    status: str | None
     if raw in (b"online", b"offline"):
         status, ts = raw.decode(), msg.received_at
     else:

@@ -228,7 +228,9 @@ class MqttSource:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
-        self._inbox.append(Incoming(topic, msg.payload, self._now, msg.retain, msg.mid, self.epoch))
+        self._inbox.append(
+            Incoming(topic, bytes(msg.payload), self._now, msg.retain, msg.mid, self.epoch)
+        )
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._sock = sock
