@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -13,6 +14,8 @@ from collectors.metrics import CollectorMetrics
 from collectors.registry import COLLECTORS
 from collectors.reject import Reject
 from collectors.topics import Router
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,6 +69,13 @@ class BatchDecoder:
             except Reject as exc:
                 city = self.router.city_of(msg.topic)
                 decoded = [Rejected(kind, exc.reason, exc.detail, msg.topic, msg.received_at, city)]
+            except Exception as exc:
+                log.exception("decoder %s failed on %s", kind, msg.topic)
+                city = self.router.city_of(msg.topic)
+                detail = f"{type(exc).__name__} while decoding"
+                decoded = [
+                    Rejected(kind, "internal_error", detail, msg.topic, msg.received_at, city)
+                ]
             received[kind] = received.get(kind, 0) + 1
             ok = 0
             for rec in decoded:

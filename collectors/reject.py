@@ -1,4 +1,8 @@
-"""Rejection reasons: every way a message can fail, each with a stable name."""
+"""Rejection reasons: every way a message can fail, each with a stable name.
+
+``internal_error`` means a decoder failed in a way it should not have (a bug):
+the message is dead-lettered instead of stopping the collector.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ REASONS: Final = (
     "too_many_fixes",
     "unknown_device",
     "unsupported_type",
+    "internal_error",
 )
 
 
