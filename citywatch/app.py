@@ -99,6 +99,14 @@ class Service:
             )
         await self._start_http()
 
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The background tasks that must run for as long as the service does."""
+        out: list[asyncio.Task[None]] = []
+        for part in (self.writer, self.source, self.collector):
+            if part is not None:
+                out.extend(part.tasks)
+        return out
+
     async def _start_http(self) -> None:
         host, port = self.settings.api.host_port
         runner = web.AppRunner(make_app(self.registry, self.checks), access_log=None)
@@ -112,7 +120,18 @@ class Service:
         log.info("HTTP on %s:%s (/healthz, /readyz, /metrics)", host, self.http_port)
 
 
+class ComponentFailed(RuntimeError):
+    """A background task of a component ended; the process should exit and be restarted."""
+
+
 async def run_until_stopped(service: Service, stop: asyncio.Event) -> None:
-    """Run ``service`` until ``stop`` is set."""
+    """Run ``service`` until ``stop`` is set; raise :class:`ComponentFailed` if a part dies."""
     async with service:
-        await stop.wait()
+        stopper = asyncio.create_task(stop.wait())
+        watched = [stopper, *service.tasks()]
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for task in done:
+            if task is not stopper:
+                exc = None if task.cancelled() else task.exception()
+                raise ComponentFailed(f"{task.get_name()} ended: {exc!r}")

@@ -30,7 +30,7 @@ def _install_stop(stop: asyncio.Event) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from citywatch.app import COMPONENTS, Service, run_until_stopped
+    from citywatch.app import COMPONENTS, ComponentFailed, Service, run_until_stopped
     from citywatch.settings import load_settings
 
     settings = load_settings(args.config)
@@ -51,7 +51,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         _install_stop(stop)
         await run_until_stopped(Service(settings, components), stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ComponentFailed as exc:
+        logging.getLogger("citywatch").critical("stopping: %s", exc)
+        return 1
     return 0
 
 

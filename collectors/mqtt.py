@@ -149,6 +149,10 @@ class MqttSource:
         self._drop_socket()
 
     @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks)
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 

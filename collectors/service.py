@@ -56,6 +56,10 @@ class Collector:
     ) -> None:
         await self.stop()
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self._task] if self._task is not None else []
+
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages and let the deliveries under way finish."""
         if self._task is not None:

@@ -97,6 +97,10 @@ class InfluxWriter:
             await self._session.close()
         self._pool.shutdown(wait=True)
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [t for t in self._tasks if t.get_name() != "influx-create-db"]
+
     # -- the sink -------------------------------------------------------------------
 
     async def write(self, records: Sequence[Record]) -> None:
