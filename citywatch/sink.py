@@ -14,8 +14,18 @@ from typing import Protocol
 from citywatch.models import Record
 
 
+class SinkUnavailable(Exception):
+    """Storage is unavailable for now (InfluxDB down and the spool full): try again later.
+
+    Any other exception from a sink is a bug in it; retrying cannot help for ever.
+    """
+
+
 class Sink(Protocol):
-    """Receives batches of records; returns when they are safely stored."""
+    """Receives batches of records; returns when they are safely stored.
+
+    Raises :class:`SinkUnavailable` when the records could not be stored yet.
+    """
 
     async def write(self, records: Sequence[Record]) -> None: ...
 

@@ -49,7 +49,13 @@ class CollectorMetrics:
         )
         self.sink_errors = Counter(
             "citywatch_ingest_sink_errors",
-            "Batches the sink could not store yet (retried, never dropped)",
+            "Failed attempts to store a batch (storage unavailable: retried until stored)",
+            registry=registry,
+        )
+        self.sink_given_up = Counter(
+            "citywatch_ingest_sink_given_up",
+            "Records acknowledged without being stored because the sink failed on them "
+            "repeatedly (a bug, not an outage)",
             registry=registry,
         )
         self.stale_acks = Counter(

@@ -212,8 +212,9 @@ class MqttSource:
             self.metrics.reconnects.inc()
         self._unacked = 0
         self._resume()
-        if not flags.session_present:
-            client.subscribe([(t, self.qos) for t in self.subscriptions])
+        # Subscribe even when the session was resumed: the configured topic roots may
+        # have changed since the session was made. Repeating a subscription is harmless.
+        client.subscribe([(t, self.qos) for t in self.subscriptions])
         log.info("connected to broker (session %s)", "resumed" if flags.session_present else "new")
         self.metrics.connected.set(1)
         self._connected.set()

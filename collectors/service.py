@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from citywatch.models import Record
-from citywatch.sink import Sink
+from citywatch.sink import Sink, SinkUnavailable
 from collectors.decode import BatchDecoder
 from collectors.message import Incoming
 from collectors.metrics import CollectorMetrics
 from collectors.mqtt import MqttSource
 
 log = logging.getLogger(__name__)
+
+MAX_SINK_FAILURES = 5
 
 
 class Collector:
@@ -34,12 +36,14 @@ class Collector:
         metrics: CollectorMetrics,
         *,
         batch_max: int = 5000,
+        retry_base: float = 0.1,
     ) -> None:
         self.source = source
         self.decoder = decoder
         self.sink = sink
         self.metrics = metrics
         self.batch_max = batch_max
+        self.retry_base = retry_base
         self._last: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -86,16 +90,29 @@ class Collector:
         batch: Sequence[Incoming],
         previous: asyncio.Task[None] | None,
     ) -> None:
-        backoff = 0.1
+        backoff = self.retry_base
+        failures = 0
         while True:
             try:
                 await self.sink.write(records)
                 break
-            except Exception as exc:  # any failure: keep the messages unacknowledged
+            except SinkUnavailable as exc:
+                # Storage is down: keep the messages unacknowledged and try again; the
+                # broker holds everything behind them.
                 self.metrics.sink_errors.inc()
                 log.warning("sink could not store %d records (%s); retrying", len(records), exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                failures += 1
+                self.metrics.sink_errors.inc()
+                log.exception("sink failed on %d records (attempt %d)", len(records), failures)
+                if failures >= MAX_SINK_FAILURES:
+                    # A fault that repeats is a bug, not an outage: waiting for ever would
+                    # stop all ingest behind this batch.
+                    self.metrics.sink_given_up.inc(len(records))
+                    log.error("giving up on %d records after %d failures", len(records), failures)
+                    break
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 50 * self.retry_base)
         if previous is not None:
             await previous
         self.source.ack(batch)

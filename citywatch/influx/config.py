@@ -31,7 +31,7 @@ class InfluxConfig:
                 raise ConfigError(f"{prefix}.url", f"expected http://host:port, got {self.url!r}")
         if not self.db and not self.bucket:
             raise ConfigError(f"{prefix}.db", "must not be empty")
-        if self.v2 and not (self.org and self.bucket):
+        if self.v2 and not (self.org and self.bucket and self.token):
             raise ConfigError(
                 f"{prefix}.bucket", "InfluxDB 2.x/3.x needs org, bucket and token together"
             )

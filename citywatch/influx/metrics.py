@@ -17,7 +17,8 @@ class WriterMetrics:
         )
         self.points = Counter(
             "citywatch_write_points",
-            "Points by outcome: written, spooled, dropped (refused by InfluxDB as invalid)",
+            "Points by outcome: written, spooled, dropped (refused by InfluxDB as invalid), "
+            "unencodable (a record that could not be turned into line protocol)",
             ["outcome"],
             registry=registry,
         )

@@ -93,12 +93,16 @@ def status_line(r: DeviceStatus) -> str:
     )
 
 
+_ON_DUTY = {"start": True, "break_end": True, "end": False, "break_start": False}
+
+
 def shift_line(r: ShiftEvent) -> str:
-    """The ``shift`` point."""
+    """The ``shift`` point; ``on_duty`` says whether the officer patrols from now on."""
     return encode(
         "shift",
         {"city": r.city, "officer": r.officer, "action": r.action},
         {
+            "on_duty": _ON_DUTY.get(r.action, False),
             "device": r.device,
             "grids": ",".join(r.grids) if r.grids else None,
             "lead": r.lead,

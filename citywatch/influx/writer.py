@@ -27,11 +27,12 @@ from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.schema import to_line
 from citywatch.influx.spool import Spool, SpoolFull
 from citywatch.models import Record
+from citywatch.sink import SinkUnavailable
 
 log = logging.getLogger(__name__)
 
 
-class NotStored(Exception):
+class NotStored(SinkUnavailable):
     """The batch is neither in InfluxDB nor in the spool; the caller must keep it."""
 
 
@@ -64,7 +65,7 @@ class InfluxWriter:
         self.client: InfluxClient | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="influx-io")
         self.last_error: str | None = None
-        self.stats = {"written": 0, "spooled": 0, "replayed": 0, "dropped": 0}
+        self.stats = {"written": 0, "spooled": 0, "replayed": 0, "dropped": 0, "unencodable": 0}
         self._update_spool_metrics()
         if len(self.spool):
             self._spooled.set()
@@ -107,10 +108,20 @@ class InfluxWriter:
         """Add records to the current batch; return once that batch is stored."""
         if not records:
             return
+        lines = []
+        for r in records:
+            try:
+                lines.append(to_line(r))
+            except (ValueError, TypeError, KeyError) as exc:
+                # A record that cannot be encoded is a bug; it must not hold up the rest.
+                log.error("cannot encode %s: %s", type(r).__name__, exc)
+                self._count("unencodable", 1)
+        if not lines:
+            return
         batch = self._current
         if batch.done is None:
             batch.done = asyncio.get_running_loop().create_future()
-        batch.lines.extend(to_line(r) for r in records)
+        batch.lines.extend(lines)
         if len(batch.lines) >= self.cfg.batch_size:
             self._cut()
         elif self._timer is None:
