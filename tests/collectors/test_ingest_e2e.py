@@ -80,6 +80,7 @@ async def test_every_message_kind_reaches_influxdb(
                             "role": "inspector",
                         },
                     ),
+                    (f"{root}/officers/off-1/shift", {"ts": now - 60, "action": "break_start"}),
                     (
                         f"{root}/cases/C1/events",
                         {
@@ -130,7 +131,7 @@ async def test_every_message_kind_reaches_influxdb(
                 and influx.count("ingest_rejected", influx_db) == 2
                 and influx.count("heartbeat", influx_db) == 1
                 and influx.count("device_status", influx_db) == 1
-                and influx.count("shift", influx_db) == 1
+                and influx.count("shift", influx_db) == 2
             )
 
         await await_until(stored, what="every kind in InfluxDB")
