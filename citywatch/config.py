@@ -102,6 +102,10 @@ def _convert(value: object, tp: Any, key: str, meta: Mapping[str, Any]) -> Any:
             return None
         return _convert(value, args[0], key, meta)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        # A section may accept a shorthand (e.g. a bare duration for a mapping).
+        coerce = getattr(tp, "coerce_raw", None)
+        if coerce is not None:
+            value = coerce(value, key)
         if not isinstance(value, Mapping):
             raise ConfigError(key, f"expected a mapping, got {type(value).__name__}")
         return load_section(tp, value, key)
@@ -214,6 +218,8 @@ def read_raw(path: str | Path | None, env: Mapping[str, str] | None = None) -> d
 
 def split_host_port(value: str, key: str, default_port: int) -> tuple[str, int]:
     """Parse ``host:port`` (or ``[::1]:port``), naming ``key`` on error."""
+    if value.count(":") > 1 and not value.startswith("["):
+        raise ConfigError(key, f"write an IPv6 address in brackets, like [::1]:8080, not {value!r}")
     host, sep, port_s = value.rpartition(":")
     if not sep:
         host, port_s = value, str(default_port)

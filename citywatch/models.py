@@ -122,6 +122,8 @@ class Rejected(NamedTuple):
     city: str | None = None
     element: int | None = None
     """Position in a GPS array, when one fix of it was rejected."""
+    ref: int = 0
+    """The broker's message id, telling apart rejections received together."""
 
 
 Record = Fix | Heartbeat | DeviceStatus | ShiftEvent | CaseEvent | Rejected

@@ -16,7 +16,11 @@ def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
     try:
         text, encoding = body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
-        if exc.start >= len(body) - 3 and len(payload) > max_bytes:
+        if (
+            exc.reason == "unexpected end of data"
+            and exc.start >= len(body) - 3
+            and len(payload) > max_bytes
+        ):
             # The cut fell inside a multi-byte character; drop the partial one.
             text, encoding = body[: exc.start].decode("utf-8", "replace"), "utf-8"
         else:

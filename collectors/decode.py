@@ -68,13 +68,25 @@ class BatchDecoder:
                 decoded = decoders[kind](route, msg, cfg)
             except Reject as exc:
                 city = self.router.city_of(msg.topic)
-                decoded = [Rejected(kind, exc.reason, exc.detail, msg.topic, msg.received_at, city)]
+                decoded = [
+                    Rejected(
+                        kind, exc.reason, exc.detail, msg.topic, msg.received_at, city, ref=msg.mid
+                    )
+                ]
             except Exception as exc:
                 log.exception("decoder %s failed on %s", kind, msg.topic)
                 city = self.router.city_of(msg.topic)
                 detail = f"{type(exc).__name__} while decoding"
                 decoded = [
-                    Rejected(kind, "internal_error", detail, msg.topic, msg.received_at, city)
+                    Rejected(
+                        kind,
+                        "internal_error",
+                        detail,
+                        msg.topic,
+                        msg.received_at,
+                        city,
+                        ref=msg.mid,
+                    )
                 ]
             received[kind] = received.get(kind, 0) + 1
             ok = 0

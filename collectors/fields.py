@@ -159,9 +159,8 @@ def duration_field(obj: Obj, key: str, *, required: bool = False) -> float | Non
     try:
         seconds = parse_duration(v, key)
     except ConfigError as exc:
-        raise Reject(
-            "out_of_range" if not isinstance(v, str) else "wrong_type", exc.problem
-        ) from None
+        reason = "out_of_range" if not isinstance(v, str) else "wrong_type"
+        raise Reject(reason, f"{key}: {exc.problem}") from None
     if not 0 < seconds <= 366 * 86400:
         raise Reject("out_of_range", f"{key}: {v!r} must be positive and at most a year")
     return seconds

@@ -10,7 +10,7 @@ from collectors.message import Incoming
 from collectors.reject import Reject
 from collectors.topics import Route
 
-_INF = float("inf")
+_MAX_INT64 = 2**63 - 1
 
 
 def position(obj: f.Obj, lat_key: str = "lat", lon_key: str = "lon") -> tuple[float, float]:
@@ -56,8 +56,8 @@ def fix_from(route: Route, obj: object, msg: Incoming, cfg: IngestConfig) -> Fix
     ):
         lat, lon = position(o)
     seq = o.get("seq")
-    if seq is not None and not (type(seq) is int and seq >= 0):
-        seq = f.integer(o, "seq", 0, 2**63 - 1)
+    if seq is not None and not (type(seq) is int and 0 <= seq <= _MAX_INT64):
+        seq = f.integer(o, "seq", 0, _MAX_INT64)
     return Fix(
         route.city,
         route.subject,
@@ -93,7 +93,16 @@ def decode_gps(route: Route, msg: Incoming, cfg: IngestConfig) -> list[Record]:
             out.append(fix_from(route, item, msg, cfg))
         except Reject as exc:
             out.append(
-                Rejected("gps", exc.reason, exc.detail, msg.topic, msg.received_at, route.city, i)
+                Rejected(
+                    "gps",
+                    exc.reason,
+                    exc.detail,
+                    msg.topic,
+                    msg.received_at,
+                    route.city,
+                    i,
+                    msg.mid,
+                )
             )
     return out
 

@@ -27,7 +27,7 @@ class Router:
     def __init__(self, root: str = "citywatch", owntracks_root: str = "owntracks") -> None:
         self.root = root
         self.owntracks_root = owntracks_root
-        self._cache: dict[str, Route | Reject | None] = {}
+        self._cache: dict[str, Route | tuple[str, str] | None] = {}
 
     def subscriptions(self) -> list[str]:
         """Topic filters to subscribe to."""
@@ -38,18 +38,20 @@ class Router:
 
         Raises :class:`Reject` for topics that are not part of the contract.
         """
-        hit = self._cache.get(topic, False)
-        if hit is False:
+        if topic in self._cache:
+            hit = self._cache[topic]
+        else:
             try:
                 hit = self._route(topic)
             except Reject as exc:
-                hit = exc
+                hit = (exc.reason, exc.detail)
             if len(self._cache) > 100_000:
                 self._cache.clear()
             self._cache[topic] = hit
-        if isinstance(hit, Reject):
-            raise hit
-        return hit  # type: ignore[return-value]
+        if isinstance(hit, tuple) and not isinstance(hit, Route):
+            # A fresh exception each time: re-raising a cached one would grow its traceback.
+            raise Reject(*hit)
+        return hit
 
     def city_of(self, topic: str) -> str | None:
         """The valid city code in ``topic``, if any; names the dead-letter topic."""

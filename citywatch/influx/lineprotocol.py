@@ -3,19 +3,21 @@
 Measurement names escape commas and spaces; tag keys, tag values and field keys
 escape commas, spaces and equals signs; string field values escape double
 quotes and backslashes. Line breaks have no escape in line protocol, so they
-are replaced by a space in names and by the two characters ``\\n`` in strings.
+become an escaped space in names and the two characters ``\\n`` in strings.
+Non-finite floats have no representation in line protocol and are left out.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 FieldValue = float | int | bool | str
 
 _NAME_TABLE = str.maketrans(
-    {",": r"\,", " ": r"\ ", "=": r"\=", "\\": "\\\\", "\n": " ", "\r": " "}
+    {",": r"\,", " ": r"\ ", "=": r"\=", "\\": "\\\\", "\n": "\\ ", "\r": "\\ "}
 )
-_MEAS_TABLE = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\", "\n": " ", "\r": " "})
+_MEAS_TABLE = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\", "\n": "\\ ", "\r": "\\ "})
 _STR_TABLE = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n", "\r": r"\r"})
 _NEEDS_NAME_ESCAPE = frozenset(",= \\\n\r")
 
@@ -42,6 +44,8 @@ def format_field(value: FieldValue) -> str:
     """Format one field value with its line-protocol type marker."""
     t = type(value)
     if t is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError(f"{value!r} cannot be written to InfluxDB")
         return repr(value)
     if t is bool:
         return "true" if value else "false"
@@ -69,7 +73,9 @@ def encode(
         if v:
             parts.append(f",{escape_name(k)}={escape_name(v)}")
     body = ",".join(
-        f"{escape_name(k)}={format_field(v)}" for k, v in fields.items() if v is not None
+        f"{escape_name(k)}={format_field(v)}"
+        for k, v in fields.items()
+        if v is not None and not (type(v) is float and not math.isfinite(v))
     )
     if not body:
         raise ValueError(f"{measurement}: a point needs at least one field")

@@ -8,8 +8,11 @@ by a sequence number; replay takes the lowest first.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _SUFFIX = ".lp"
 
@@ -56,12 +59,16 @@ class Spool:
                     fh.flush()
                     os.fsync(fh.fileno())
             os.replace(tmp, path)
-            if self.fsync:
-                self._sync_dir()
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise SpoolFull(f"cannot write to the spool: {exc.strerror or exc}") from exc
+        # The rename is the commit point: from here on the batch is in the spool.
+        if self.fsync:
+            try:
+                self._sync_dir()
+            except OSError as exc:
+                log.warning("spool directory sync failed: %s", exc)
         self._next = seq + 1
         self._segments.append((seq, len(body)))
         self.bytes += len(body)

@@ -37,8 +37,18 @@ def test_run_rejects_an_unknown_component(tmp_path: Path, capsys: object) -> Non
 
 def test_demo_runs_with_embedded_broker_and_shows_a_summary(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "citywatch.cli", "demo", "--duration", "4", "--speedup", "60",
-         "--devices", "12"],
+        [
+            sys.executable,
+            "-m",
+            "citywatch.cli",
+            "demo",
+            "--duration",
+            "4",
+            "--speedup",
+            "60",
+            "--devices",
+            "12",
+        ],
         env=_env(tmp_path),
         capture_output=True,
         text=True,
