@@ -1,0 +1,204 @@
+"""A case's state and the pure functions over it: apply an event, tick the clock.
+
+``apply(state, event, now)`` and ``tick(state, now)`` return the new state and
+the alert events to emit; they never read the wall clock. ``lights`` records
+which lights alerting has been told about, so a restart or a repeated tick
+never flags a step twice.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from citywatch.models import CaseEvent
+from rules.cases.clock import Clock
+from rules.cases.machine import CaseInfo, Derived, Entry, Impossible, Replayer
+from rules.events import AlertEvent
+
+YELLOW, RED = "yellow", "red"
+_LEVEL = {None: 0, YELLOW: 1, RED: 2}
+RULE_OF = {YELLOW: "case_warning", RED: "case_overdue"}
+
+
+@dataclass
+class CaseState:
+    """Everything kept about one case."""
+
+    city: str
+    case: str
+    history: list[Entry] = field(default_factory=list)
+    info: CaseInfo = field(default_factory=CaseInfo)
+    derived: Derived = field(default_factory=Derived)
+    lights: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def open(self) -> bool:
+        return self.derived.open
+
+    def to_doc(self) -> dict[str, Any]:
+        """A JSON-able form, derived state included so that loading needs no replay."""
+        d = self.derived
+        return {
+            "city": self.city,
+            "case": self.case,
+            "history": self.history,
+            "info": dataclasses.asdict(self.info),
+            "lights": self.lights,
+            "derived": {
+                **{k: v for k, v in dataclasses.asdict(d).items() if k != "clocks"},
+                "clocks": [dataclasses.astuple(c) for c in d.clocks.values()],
+            },
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> CaseState:
+        raw = dict(doc["derived"])
+        clocks = {c[0]: Clock(*c) for c in raw.pop("clocks")}
+        return cls(
+            doc["city"],
+            doc["case"],
+            [tuple(e) for e in doc["history"]],
+            CaseInfo(**doc["info"]),
+            Derived(clocks=clocks, **raw),
+            dict(doc["lights"]),
+        )
+
+
+@dataclass
+class Outcome:
+    """What applying an event led to."""
+
+    state: CaseState
+    events: list[AlertEvent]
+    refused: str | None = None
+    duplicate: bool = False
+
+
+def apply(state: CaseState | None, ev: CaseEvent, now: float, rp: Replayer) -> Outcome:
+    """Add ``ev`` to the case's history, replay it and compare the lights."""
+    entry: Entry = (ev.ts, ev.event, ev.extend)
+    if state is None:
+        state = CaseState(ev.city, ev.case)
+    if entry in state.history:
+        return Outcome(state, [], duplicate=True)
+    history = list(state.history)
+    bisect.insort(history, entry, key=lambda e: e[0])
+    info = dataclasses.replace(state.info)
+    info.update(ev)
+    try:
+        derived = rp.replay(history, info)
+    except Impossible as exc:
+        return Outcome(state, [], refused=str(exc))
+    new = CaseState(state.city, state.case, history, info, derived, dict(state.lights))
+    return Outcome(new, diff_lights(new, now, rp))
+
+
+def tick(state: CaseState, now: float, rp: Replayer) -> list[AlertEvent]:
+    """The alert events due by ``now`` (mutates ``state.lights``)."""
+    return diff_lights(state, now, rp)
+
+
+def _light(c: Clock, now: float, rp: Replayer) -> tuple[str | None, float | None, float | None]:
+    """(light, warn instant, due instant) of an active clock at ``now``."""
+    cal = rp.cal(c.stage)
+    warn_amount = rp.cfg.warn_at * c.limit
+    if not c.running:  # suspended: the light stays where the used time put it
+        light = RED if c.used >= c.limit else YELLOW if c.used >= warn_amount else None
+        return light, None, None
+    warn = c.instant_of(cal, warn_amount)
+    due = c.instant_of(cal, c.limit)
+    assert warn is not None and due is not None
+    light = RED if now >= due else YELLOW if now >= warn else None
+    return light, warn, due
+
+
+def next_instant(state: CaseState, rp: Replayer) -> float | None:
+    """The next instant at which a light of this case changes, if any."""
+    best: float | None = None
+    for stage, c in state.derived.clocks.items():
+        if not c.running:
+            continue
+        shown = _LEVEL[state.lights.get(stage)]
+        cal = rp.cal(stage)
+        if shown < 1:
+            t = c.instant_of(cal, rp.cfg.warn_at * c.limit)
+        elif shown < 2:
+            t = c.instant_of(cal, c.limit)
+        else:
+            continue
+        if t is not None and (best is None or t < best):
+            best = t
+    return best
+
+
+def diff_lights(state: CaseState, now: float, rp: Replayer) -> list[AlertEvent]:
+    """Events that bring alerting in line with the lights at ``now``; updates ``state.lights``."""
+    out: list[AlertEvent] = []
+    clocks = state.derived.clocks
+    for stage, c in clocks.items():
+        if not c.active:
+            continue
+        light, warn, due = _light(c, now, rp)
+        shown = state.lights.get(stage)
+        if _LEVEL[light] <= _LEVEL[shown]:
+            continue
+        cal = rp.cal(stage)
+        used = c.used_at(cal, now)
+        for level, at in ((YELLOW, warn), (RED, due)):
+            if _LEVEL[shown] < _LEVEL[level] <= _LEVEL[light]:
+                out.append(
+                    _event(state, c, level, "firing", at if at is not None else now, used, due)
+                )
+        state.lights[stage] = light  # type: ignore[assignment]
+    for stage, shown in list(state.lights.items()):
+        gone = clocks.get(stage)
+        if gone is not None and gone.active:
+            continue
+        ended = gone.stopped if gone is not None and gone.stopped is not None else now
+        used = gone.used if gone is not None else 0.0
+        for level in (YELLOW, RED):
+            if _LEVEL[level] <= _LEVEL[shown]:
+                deadline = gone.overdue_at if gone is not None else None
+                out.append(_event(state, gone, level, "resolved", ended, used, deadline, stage))
+        del state.lights[stage]
+    return out
+
+
+def _event(
+    state: CaseState,
+    c: Clock | None,
+    level: str,
+    status: str,
+    at: float,
+    used: float,
+    deadline: float | None,
+    stage: str | None = None,
+) -> AlertEvent:
+    info = state.info
+    step = c.stage if c is not None else stage or ""
+    limit = c.limit if c is not None else 0.0
+    labels = {"step": step}
+    for name in ("category", "grid", "unit"):
+        value = getattr(info, name)
+        if value:
+            labels[name] = value
+    values: dict[str, float] = {"elapsed": used, "limit": limit}
+    if deadline is not None:
+        values["deadline"] = deadline
+    if level == RED:
+        values["overdue_by"] = max(0.0, used - limit)
+    return AlertEvent(
+        rule=RULE_OF[level],
+        status=status,  # type: ignore[arg-type]
+        severity=level,
+        city=state.city,
+        subject_kind="case",
+        subject=state.case,
+        at=at,
+        labels=labels,
+        values=values,
+    )
+

@@ -1,0 +1,142 @@
+"""The pure case logic: lights at the right instants, out-of-order and duplicate events."""
+
+from __future__ import annotations
+
+from citywatch.config import load_section
+from citywatch.models import CaseEvent
+from rules.calendar import NaturalCalendar
+from rules.cases.config import STAGES, CasesConfig
+from rules.cases.machine import Replayer
+from rules.cases.state import CaseState, apply, next_instant, tick
+
+T0 = 1_790_000_000.0
+CFG = load_section(
+    CasesConfig,
+    {
+        "warn_at": 0.8,
+        "calendar": "natural",
+        "limits": {
+            "filing": "100s",
+            "dispatch": "100s",
+            "acceptance": "100s",
+            "disposal": {"default": "1000s", "urgent": "200s", "categories": {"0101": "500s"}},
+            "verification": "100s",
+            "closing": "100s",
+        },
+    },
+    "cases",
+)
+RP = Replayer(CFG, {s: NaturalCalendar() for s in STAGES})
+
+
+def ev(event: str, ts: float, **kw: object) -> CaseEvent:
+    return CaseEvent("321200", "C1", T0 + ts, event, T0 + ts, **kw)  # type: ignore[arg-type]
+
+
+def run(*events: CaseEvent, now: float | None = None) -> tuple[CaseState, list[tuple[str, str, str, float]]]:
+    state: CaseState | None = None
+    out = []
+    for e in events:
+        o = apply(state, e, e.ts if now is None else now, RP)
+        assert o.refused is None, o.refused
+        state = o.state
+        out += [(a.rule, a.status, a.labels["step"], a.at - T0) for a in o.events]
+    assert state is not None
+    return state, out
+
+
+def test_yellow_then_red_at_exact_instants_and_resolution() -> None:
+    state, _ = run(ev("reported", 0))
+    assert next_instant(state, RP) == T0 + 80
+    assert tick(state, T0 + 79.999, RP) == []
+    (yellow,) = tick(state, T0 + 80, RP)
+    assert (yellow.rule, yellow.status, yellow.at) == ("case_warning", "firing", T0 + 80)
+    assert next_instant(state, RP) == T0 + 100
+    (red,) = tick(state, T0 + 100, RP)
+    assert (red.rule, red.severity, red.values["deadline"]) == ("case_overdue", "red", T0 + 100)
+    assert tick(state, T0 + 500, RP) == [], "never flagged twice"
+    o = apply(state, ev("filed", 130), T0 + 130, RP)
+    assert sorted((a.rule, a.status) for a in o.events) == [
+        ("case_overdue", "resolved"),
+        ("case_warning", "resolved"),
+    ]
+    overdue = [a for a in o.events if a.rule == "case_overdue"][0]
+    assert overdue.values["elapsed"] == 130 and overdue.values["overdue_by"] == 30
+
+
+def test_a_late_tick_emits_both_lights_at_their_own_instants() -> None:
+    state, _ = run(ev("reported", 0))
+    events = tick(state, T0 + 1000, RP)
+    assert [(a.rule, a.at - T0) for a in events] == [("case_warning", 80), ("case_overdue", 100)]
+
+
+def test_disposal_limit_by_urgency_and_category() -> None:
+    base = [ev("reported", 0), ev("filed", 10), ev("dispatched", 20)]
+    plain, _ = run(*base)
+    assert plain.derived.clocks["disposal"].limit == 1000
+    cat, _ = run(*base[:2], ev("dispatched", 20, category="0101"))
+    assert cat.derived.clocks["disposal"].limit == 500
+    urgent, _ = run(ev("reported", 0, urgent=True), *base[1:])
+    assert urgent.derived.clocks["disposal"].limit == 200
+
+
+def test_suspension_stops_the_clock_and_extension_adds_time() -> None:
+    state, _ = run(
+        ev("reported", 0), ev("filed", 10), ev("dispatched", 20), ev("accepted", 30),
+        ev("suspended", 120), ev("resumed", 620), ev("extended", 700, extend=300.0),
+    )
+    disposal = state.derived.clocks["disposal"]
+    assert disposal.limit == 1300
+    # 100 s before the suspension, then from 620: due at 620 + 1200.
+    assert next_instant(state, RP) == T0 + 620 + 0.8 * 1300 - 100
+    assert disposal.instant_of(NaturalCalendar(), disposal.limit) == T0 + 1820
+    assert state.derived.extensions == 1
+
+
+def test_rework_starts_a_new_disposal_clock() -> None:
+    state, _ = run(
+        ev("reported", 0), ev("filed", 10), ev("dispatched", 20), ev("resolved", 400),
+        ev("returned", 450), ev("resolved", 600), ev("verified", 650), ev("closed", 700),
+    )
+    d = state.derived
+    assert d.reworks == 1 and d.status == "closed" and not state.open
+    assert d.disposal_used == 380 + 150
+
+
+def test_out_of_order_and_duplicate_events() -> None:
+    a, _ = run(ev("reported", 0), ev("filed", 10), ev("dispatched", 20), ev("resolved", 300))
+    b, _ = run(ev("resolved", 300), ev("dispatched", 20), ev("reported", 0), ev("filed", 10))
+    assert a.derived.status == b.derived.status == "resolved"
+    assert a.derived.clocks.keys() == b.derived.clocks.keys()
+    assert a.derived.disposal_used == b.derived.disposal_used == 280
+    o = apply(a, ev("resolved", 300), T0 + 301, RP)
+    assert o.duplicate and o.events == []
+
+
+def test_impossible_transitions_are_refused_and_state_kept() -> None:
+    state, _ = run(ev("reported", 0), ev("filed", 10), ev("dispatched", 20), ev("closed", 50))
+    for bad in (ev("filed", 60), ev("returned", 70), ev("resumed", 80), ev("reported", 90)):
+        o = apply(state, bad, bad.ts, RP)
+        assert o.refused and o.state is state
+    cancelled, _ = run(ev("reported", 0), ev("cancelled", 5))
+    o = apply(cancelled, ev("filed", 10), T0 + 10, RP)
+    assert o.refused and "cancelled" in o.refused
+    assert not cancelled.open and cancelled.derived.clocks["filing"].stopped == T0 + 5
+
+
+def test_red_while_suspended_stays_red_until_the_step_completes() -> None:
+    state, events = run(ev("reported", 0), ev("suspended", 150), now=T0 + 150)
+    assert [e[0] for e in events] == ["case_warning", "case_overdue"]
+    assert next_instant(state, RP) is None
+    state2, events2 = run(ev("reported", 0), ev("suspended", 150), ev("filed", 200), now=T0 + 200)
+    assert [(r, s) for r, s, _, _ in events2][-2:] == [
+        ("case_warning", "resolved"),
+        ("case_overdue", "resolved"),
+    ]
+
+
+def test_state_round_trips_through_its_document() -> None:
+    state, _ = run(ev("reported", 0, category="0101", grid="321202001001001"), ev("filed", 10))
+    tick(state, T0 + 200, RP)
+    again = CaseState.from_doc(state.to_doc())
+    assert again == state
