@@ -10,6 +10,7 @@ names the key.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import re
 import types
@@ -122,6 +123,8 @@ def _convert(value: object, tp: Any, key: str, meta: Mapping[str, Any]) -> Any:
             raise ConfigError(key, f"expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, datetime.date):  # YAML reads 2026-10-09 as a date
+            return value.isoformat()
         if not isinstance(value, str | int) or isinstance(value, bool):
             raise ConfigError(key, f"expected a string, got {value!r}")
         return str(value)

@@ -10,6 +10,7 @@ movement and case clocks on the latter.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final, Literal, NamedTuple
 
 CASE_EVENTS: Final = frozenset(
@@ -126,4 +127,31 @@ class Rejected(NamedTuple):
     """The broker's message id, telling apart rejections received together."""
 
 
-Record = Fix | Heartbeat | DeviceStatus | ShiftEvent | CaseEvent | Rejected
+class AlertEvent(NamedTuple):
+    """A rule's condition started (``firing``) or ended (``resolved``) for one subject.
+
+    This is the interface between rules and alerting. ``at`` is the instant the
+    condition changed; ``labels`` say where (step, grid, unit, officer, ...),
+    ``values`` how much (deadline, elapsed, overdue_by, ...).
+    """
+
+    rule: str
+    status: str
+    severity: str
+    city: str
+    subject_kind: str
+    subject: str
+    at: float
+    labels: Mapping[str, str] = {}
+    values: Mapping[str, float] = {}
+    summary: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Rule and subject (and a case's step): the identity of the alert it belongs to."""
+        step = self.labels.get("step")
+        base = f"{self.rule}:{self.city}:{self.subject_kind}:{self.subject}"
+        return f"{base}:{step}" if step else base
+
+
+Record = Fix | Heartbeat | DeviceStatus | ShiftEvent | CaseEvent | Rejected | AlertEvent

@@ -11,8 +11,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 
-from citywatch.influx.lineprotocol import encode, escape_name
+from citywatch.influx.lineprotocol import FieldValue, encode, escape_name
 from citywatch.models import (
+    AlertEvent,
     CaseEvent,
     DeviceStatus,
     Fix,
@@ -140,7 +141,29 @@ def rejected_line(r: Rejected) -> str:
     )
 
 
+def alert_line(r: AlertEvent) -> str:
+    """The ``alert_event`` point: a rule's condition fired or resolved."""
+    labels = r.labels
+    fields: dict[str, FieldValue | None] = {
+        "subject": r.subject,
+        "subject_kind": r.subject_kind,
+        "fingerprint": r.fingerprint,
+        "summary": r.summary or None,
+    }
+    for name in ("step", "grid", "unit", "category", "officer", "device", "lead"):
+        fields[name] = labels.get(name)
+    for name, value in r.values.items():
+        fields[name] = float(value)
+    return encode(
+        "alert_event",
+        {"city": r.city, "rule": r.rule, "status": r.status, "severity": r.severity},
+        fields,
+        _spread(r.at, r.fingerprint + r.status),
+    )
+
+
 ENCODERS: dict[type, Callable[..., str]] = {
+    AlertEvent: alert_line,
     Fix: fix_line,
     Heartbeat: heartbeat_line,
     DeviceStatus: status_line,

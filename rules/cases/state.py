@@ -16,7 +16,7 @@ from typing import Any
 from citywatch.models import CaseEvent
 from rules.cases.clock import Clock
 from rules.cases.machine import CaseInfo, Derived, Entry, Impossible, Replayer
-from rules.events import AlertEvent
+from citywatch.models import AlertEvent
 
 YELLOW, RED = "yellow", "red"
 _LEVEL = {None: 0, YELLOW: 1, RED: 2}
@@ -192,7 +192,7 @@ def _event(
         values["overdue_by"] = max(0.0, used - limit)
     return AlertEvent(
         rule=RULE_OF[level],
-        status=status,  # type: ignore[arg-type]
+        status=status,
         severity=level,
         city=state.city,
         subject_kind="case",

@@ -1,0 +1,128 @@
+"""Durable case state: SQLite in the data directory.
+
+Each case is one row holding its whole state as JSON (history, clocks, the
+lights alerting was told about) plus the columns the KPIs are computed from.
+Open cases are loaded at start-up with the instant of their next light, so a
+restart needs no replay and no calendar arithmetic before the first timer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import orjson
+
+from rules.cases.state import CaseState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    city TEXT NOT NULL,
+    case_id TEXT NOT NULL,
+    open INTEGER NOT NULL,
+    next_at REAL,
+    unit TEXT,
+    category TEXT,
+    status TEXT,
+    filed_at REAL,
+    dispatched_at REAL,
+    resolved_at REAL,
+    closed_at REAL,
+    cancelled_at REAL,
+    reworks INTEGER NOT NULL DEFAULT 0,
+    extensions INTEGER NOT NULL DEFAULT 0,
+    late_steps INTEGER NOT NULL DEFAULT 0,
+    disposal_on_time INTEGER,
+    disposal_seconds REAL,
+    overdue_at REAL,
+    disposal_overdue_at REAL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (city, case_id)
+);
+CREATE INDEX IF NOT EXISTS cases_open ON cases (open);
+CREATE INDEX IF NOT EXISTS cases_filed ON cases (city, filed_at);
+"""
+
+_UPSERT = """
+INSERT INTO cases (city, case_id, open, next_at, unit, category, status, filed_at,
+    dispatched_at, resolved_at, closed_at, cancelled_at, reworks, extensions, late_steps,
+    disposal_on_time, disposal_seconds, overdue_at, disposal_overdue_at, state)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (city, case_id) DO UPDATE SET
+    open = excluded.open, next_at = excluded.next_at, unit = excluded.unit,
+    category = excluded.category, status = excluded.status, filed_at = excluded.filed_at,
+    dispatched_at = excluded.dispatched_at, resolved_at = excluded.resolved_at,
+    closed_at = excluded.closed_at, cancelled_at = excluded.cancelled_at,
+    reworks = excluded.reworks, extensions = excluded.extensions,
+    late_steps = excluded.late_steps, disposal_on_time = excluded.disposal_on_time,
+    disposal_seconds = excluded.disposal_seconds, overdue_at = excluded.overdue_at,
+    disposal_overdue_at = excluded.disposal_overdue_at, state = excluded.state
+"""
+
+
+def _row(state: CaseState, next_at: float | None) -> tuple[object, ...]:
+    d = state.derived
+    disposal = d.clocks.get("disposal")
+    overdue = [c.overdue_at for c in d.clocks.values() if c.overdue_at is not None]
+    return (
+        state.city,
+        state.case,
+        1 if state.open else 0,
+        next_at,
+        state.info.unit,
+        state.info.category,
+        d.status,
+        d.filed_at,
+        d.dispatched_at,
+        d.resolved_at,
+        d.closed_at,
+        d.cancelled_at,
+        d.reworks,
+        d.extensions,
+        d.late_clocks,
+        None if disposal is None or disposal.active else int(disposal.on_time),
+        d.disposal_used if d.resolved_at is not None else None,
+        min(overdue) if overdue else None,
+        disposal.overdue_at if disposal is not None else None,
+        orjson.dumps(state.to_doc()),
+    )
+
+
+class CaseStore:
+    """Cases in SQLite. Not thread-safe: use it from one thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a crash of the process, not of the machine.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def save(self, rows: Iterable[tuple[CaseState, float | None]]) -> None:
+        """Store these cases' states in one transaction."""
+        data = [_row(s, n) for s, n in rows]
+        if not data:
+            return
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(_UPSERT, data)
+
+    def load_open(self) -> Iterator[tuple[CaseState, float | None]]:
+        """Every open case with the instant of its next light."""
+        cur = self.db.execute("SELECT state, next_at FROM cases WHERE open = 1")
+        for blob, next_at in cur:
+            yield CaseState.from_doc(orjson.loads(blob)), next_at
+
+    def get(self, city: str, case: str) -> CaseState | None:
+        row = self.db.execute(
+            "SELECT state FROM cases WHERE city = ? AND case_id = ?", (city, case)
+        ).fetchone()
+        return None if row is None else CaseState.from_doc(orjson.loads(row[0]))
+
+    def count_open(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM cases WHERE open = 1").fetchone()[0])
