@@ -1,23 +1,30 @@
 """The service: wires the stages together in one process, or runs some of them alone.
 
-broker -> collector -> sink (InfluxDB writer with its spool; the rules come
-next) -> alerting; the HTTP server exposes health, readiness and metrics.
+broker -> collector -> sink (the InfluxDB writer with its spool, and the rules)
+-> alert events -> alerting; the HTTP server exposes health, readiness and
+metrics. Alone, ``--only collector`` stores what arrives and ``--only rules``
+supervises with a broker session of its own, so the two scale apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from api.server import ReadyCheck, make_app
+from citywatch.clock import Clock, SystemClock
+from citywatch.deadletter import DeadLetters
 from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.writer import InfluxWriter
+from citywatch.publisher import MqttPublisher, PublisherMetrics
 from citywatch.settings import Settings
 from citywatch.sink import FanOut, Sink
 from collectors.decode import BatchDecoder
@@ -25,10 +32,12 @@ from collectors.metrics import CollectorMetrics
 from collectors.mqtt import MqttSource
 from collectors.service import Collector
 from collectors.topics import Router
+from rules.alert_log import AlertEventMetrics, LoggingAlertSink
+from rules.registry import RULES, RuleContext
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("collector", "api")
+COMPONENTS = ("collector", "rules", "api")
 
 
 class Service:
@@ -40,6 +49,7 @@ class Service:
         components: Iterable[str] = COMPONENTS,
         registry: CollectorRegistry | None = None,
         extra_sinks: Sequence[Sink] = (),
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.components = set(components)
@@ -48,11 +58,14 @@ class Service:
             raise ValueError(f"unknown component(s): {', '.join(sorted(unknown))}")
         self.registry = registry or CollectorRegistry()
         self.extra_sinks = tuple(extra_sinks)
+        self.clock: Clock = clock or SystemClock()
         self.checks: dict[str, ReadyCheck] = {}
         self._stack = contextlib.AsyncExitStack()
         self.writer: InfluxWriter | None = None
         self.source: MqttSource | None = None
         self.collector: Collector | None = None
+        self.publisher: MqttPublisher | None = None
+        self.rules: dict[str, Any] = {}
         self.http_port: int | None = None
 
     async def __aenter__(self) -> Service:
@@ -75,34 +88,80 @@ class Service:
         s = self.settings
         data = s.data_path
         data.mkdir(parents=True, exist_ok=True)
-        if "collector" in self.components:
+        ingest, rules = "collector" in self.components, "rules" in self.components
+        if ingest or rules:
+            # The writer stores ingest (collector) and alert history (rules) alike.
             self.writer = await self._stack.enter_async_context(
                 InfluxWriter(s.influx, s.spool, data / "spool", WriterMetrics(self.registry))
             )
             self.checks["storage"] = self.writer.ready
-            cmetrics = CollectorMetrics(self.registry)
-            router = Router(s.mqtt.topic_root, s.mqtt.owntracks_root)
-            self.source = await self._stack.enter_async_context(
-                MqttSource(s.mqtt, router.subscriptions(), cmetrics)
-            )
-            source = self.source
-            self.checks["broker"] = lambda: (
-                (True, "connected")
-                if source.connected
-                else (False, f"not connected to {s.mqtt.url}")
-            )
-            decoder = BatchDecoder(s.ingest, router, cmetrics)
-            sink = FanOut(self.writer, *self.extra_sinks)
-            # Entered last so it is stopped first: no new batches while the writer drains.
-            self.collector = await self._stack.enter_async_context(
-                Collector(self.source, decoder, sink, cmetrics, batch_max=s.ingest.batch_max)
-            )
+            sinks: list[Sink] = [self.writer] if ingest else []
+            # Alone, the rules consume with a session of their own (scale-out).
+            client_id = s.mqtt.client_id if ingest else f"{s.mqtt.client_id}-rules"
+            if rules:
+                sinks += await self._start_rules(client_id)
+            sinks += self.extra_sinks
+            await self._start_collector(client_id, FanOut(*sinks))
         await self._start_http()
+
+    async def _start_rules(self, client_id: str) -> list[Sink]:
+        s = self.settings
+        assert self.writer is not None
+        self.publisher = await self._stack.enter_async_context(
+            MqttPublisher(
+                s.mqtt.broker,
+                f"{client_id}-out",
+                PublisherMetrics(self.registry),
+                tls_ca=s.mqtt.tls_ca,
+                reconnect_max=s.mqtt.reconnect_max,
+            )
+        )
+        ctx = RuleContext(
+            cases=s.cases,
+            calendar=s.calendar,
+            alerts=LoggingAlertSink(self.writer, AlertEventMetrics(self.registry)),
+            rejects=DeadLetters(
+                self.publisher, self.writer, s.mqtt.topic_root, s.ingest.deadletter_max
+            ),
+            registry=self.registry,
+            clock=self.clock,
+            data_dir=s.data_path,
+        )
+        out: list[Sink] = []
+        for name, factory in RULES.items():
+            rule = await self._stack.enter_async_context(factory(ctx))
+            self.rules[name] = rule
+            out.append(rule)
+        return out
+
+    async def _start_collector(self, client_id: str, sink: Sink) -> None:
+        s = self.settings
+        cmetrics = CollectorMetrics(self.registry)
+        router = Router(s.mqtt.topic_root, s.mqtt.owntracks_root)
+        mqtt_cfg = dataclasses.replace(s.mqtt, client_id=client_id)
+        self.source = await self._stack.enter_async_context(
+            MqttSource(mqtt_cfg, router.subscriptions(), cmetrics)
+        )
+        source = self.source
+        self.checks["broker"] = lambda: (
+            (True, "connected") if source.connected else (False, f"not connected to {s.mqtt.url}")
+        )
+        decoder = BatchDecoder(s.ingest, router, cmetrics)
+        # Entered last so it is stopped first: no new batches while the sinks drain.
+        self.collector = await self._stack.enter_async_context(
+            Collector(self.source, decoder, sink, cmetrics, batch_max=s.ingest.batch_max)
+        )
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The background tasks that must run for as long as the service does."""
         out: list[asyncio.Task[None]] = []
-        for part in (self.writer, self.source, self.collector):
+        for part in (
+            self.writer,
+            self.source,
+            self.collector,
+            self.publisher,
+            *self.rules.values(),
+        ):
             if part is not None:
                 out.extend(part.tasks)
         return out

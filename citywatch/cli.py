@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the service")
     with_config(run)
-    run.add_argument("--only", help="comma-separated components to run (collector, api)")
+    run.add_argument("--only", help="comma-separated components to run (collector, rules, api)")
     run.set_defaults(func=cmd_run)
 
     chk = sub.add_parser("check-config", help="validate the configuration and exit")

@@ -11,6 +11,8 @@ from api.config import ApiConfig
 from citywatch.config import ConfigError, load_section, read_raw
 from citywatch.influx.config import InfluxConfig, SpoolConfig
 from collectors.config import IngestConfig, MqttConfig
+from rules.calendar import CalendarConfig
+from rules.cases.config import CasesConfig
 
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -26,6 +28,8 @@ class Settings:
     influx: InfluxConfig = field(default_factory=InfluxConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    cases: CasesConfig = field(default_factory=CasesConfig)
+    calendar: CalendarConfig = field(default_factory=CalendarConfig)
 
     def validate(self, prefix: str) -> None:
         if self.log_level not in _LEVELS:

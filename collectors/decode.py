@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from citywatch.models import Fix, Record, Rejected
 from collectors.config import IngestConfig
-from collectors.deadletter import deadletter_payload
+from citywatch.deadletter import deadletter_payload
 from collectors.message import Decoder, Incoming
 from collectors.metrics import CollectorMetrics
 from collectors.registry import COLLECTORS

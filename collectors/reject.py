@@ -2,6 +2,8 @@
 
 ``internal_error`` means a decoder failed in a way it should not have (a bug):
 the message is dead-lettered instead of stopping the collector.
+``impossible_transition`` comes from the case rule, not the collector: a case
+event that cannot follow the case's history (e.g. ``filed`` after ``closed``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ REASONS: Final = (
     "unknown_device",
     "unsupported_type",
     "internal_error",
+    "impossible_transition",
 )
 
 

@@ -7,6 +7,7 @@ instant; setting it again replaces the old one (lazy deletion from the heap).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 from collections.abc import Awaitable, Callable, Hashable
 
@@ -84,7 +85,5 @@ class Timers:
                 continue
             self._wake.clear()
             timeout = None if nxt is None else nxt - now
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass

@@ -45,7 +45,7 @@ CONTRACT_ENUMS: dict[tuple[str, str], set[Any]] = {
         "payload_too_large", "bad_utf8", "malformed_json", "wrong_type", "missing_field",
         "out_of_range", "bad_timestamp", "future_timestamp", "stale_timestamp",
         "unknown_topic", "bad_id", "unknown_value", "too_many_fixes", "unknown_device",
-        "unsupported_type", "internal_error",
+        "unsupported_type", "internal_error", "impossible_transition",
     },
     ("deadletter.json", "/properties/payload_encoding/enum"): {"utf-8", "base64"},
 }  # fmt: skip

@@ -56,22 +56,18 @@ class StageLimit:
         return self.default
 
 
-def _limit(seconds: float) -> StageLimit:
-    return field(default_factory=lambda: StageLimit(default=seconds))
-
-
 @dataclass(frozen=True)
 class Limits:
     """``cases.limits``: one entry per step with a clock."""
 
-    filing: StageLimit = _limit(1800.0)
-    dispatch: StageLimit = _limit(1800.0)
-    acceptance: StageLimit = _limit(3600.0)
+    filing: StageLimit = field(default_factory=lambda: StageLimit(default=1800.0))
+    dispatch: StageLimit = field(default_factory=lambda: StageLimit(default=1800.0))
+    acceptance: StageLimit = field(default_factory=lambda: StageLimit(default=3600.0))
     disposal: StageLimit = field(
         default_factory=lambda: StageLimit(default=8 * 3600.0, urgent=3600.0)
     )
-    verification: StageLimit = _limit(3600.0)
-    closing: StageLimit = _limit(1800.0)
+    verification: StageLimit = field(default_factory=lambda: StageLimit(default=3600.0))
+    closing: StageLimit = field(default_factory=lambda: StageLimit(default=1800.0))
 
     def stage(self, name: str) -> StageLimit:
         limit: StageLimit = getattr(self, name)

@@ -171,9 +171,7 @@ class Replayer:
         for c in d.clocks.values():
             c.resume(ts)
 
-    def _suspended(
-        self, d: Derived, ts: float, extend: float | None, info: CaseInfo
-    ) -> None:
+    def _suspended(self, d: Derived, ts: float, extend: float | None, info: CaseInfo) -> None:
         if d.status is None or not d.open or d.suspended:
             raise Impossible(f"suspended cannot follow {'suspended' if d.suspended else d.status}")
         d.suspended = True

@@ -13,10 +13,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from citywatch.models import CaseEvent
+from citywatch.models import AlertEvent, CaseEvent
 from rules.cases.clock import Clock
 from rules.cases.machine import CaseInfo, Derived, Entry, Impossible, Replayer
-from citywatch.models import AlertEvent
 
 YELLOW, RED = "yellow", "red"
 _LEVEL = {None: 0, YELLOW: 1, RED: 2}
@@ -201,4 +200,3 @@ def _event(
         labels=labels,
         values=values,
     )
-

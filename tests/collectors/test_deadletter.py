@@ -13,9 +13,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
+from citywatch.deadletter import deadletter_payload
 from citywatch.models import Rejected
 from collectors.config import IngestConfig
-from collectors.deadletter import deadletter_payload
 from collectors.decode import BatchDecoder
 from collectors.message import Incoming
 from collectors.metrics import CollectorMetrics

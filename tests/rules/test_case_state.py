@@ -33,7 +33,9 @@ def ev(event: str, ts: float, **kw: object) -> CaseEvent:
     return CaseEvent("321200", "C1", T0 + ts, event, T0 + ts, **kw)  # type: ignore[arg-type]
 
 
-def run(*events: CaseEvent, now: float | None = None) -> tuple[CaseState, list[tuple[str, str, str, float]]]:
+def run(
+    *events: CaseEvent, now: float | None = None
+) -> tuple[CaseState, list[tuple[str, str, str, float]]]:
     state: CaseState | None = None
     out = []
     for e in events:
@@ -82,8 +84,13 @@ def test_disposal_limit_by_urgency_and_category() -> None:
 
 def test_suspension_stops_the_clock_and_extension_adds_time() -> None:
     state, _ = run(
-        ev("reported", 0), ev("filed", 10), ev("dispatched", 20), ev("accepted", 30),
-        ev("suspended", 120), ev("resumed", 620), ev("extended", 700, extend=300.0),
+        ev("reported", 0),
+        ev("filed", 10),
+        ev("dispatched", 20),
+        ev("accepted", 30),
+        ev("suspended", 120),
+        ev("resumed", 620),
+        ev("extended", 700, extend=300.0),
     )
     disposal = state.derived.clocks["disposal"]
     assert disposal.limit == 1300
@@ -95,8 +102,14 @@ def test_suspension_stops_the_clock_and_extension_adds_time() -> None:
 
 def test_rework_starts_a_new_disposal_clock() -> None:
     state, _ = run(
-        ev("reported", 0), ev("filed", 10), ev("dispatched", 20), ev("resolved", 400),
-        ev("returned", 450), ev("resolved", 600), ev("verified", 650), ev("closed", 700),
+        ev("reported", 0),
+        ev("filed", 10),
+        ev("dispatched", 20),
+        ev("resolved", 400),
+        ev("returned", 450),
+        ev("resolved", 600),
+        ev("verified", 650),
+        ev("closed", 700),
     )
     d = state.derived
     assert d.reworks == 1 and d.status == "closed" and not state.open

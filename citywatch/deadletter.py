@@ -1,4 +1,8 @@
-"""The dead-letter message: why a message was refused, with (a bounded copy of) it."""
+"""The dead-letter message: why a message was refused, with (a bounded copy of) it.
+
+The collector publishes dead letters for messages it cannot decode; later
+stages (the case rule's impossible transitions) use :class:`DeadLetters`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from datetime import UTC, datetime
 import orjson
 
 from citywatch.models import Rejected
+from citywatch.publisher import MqttPublisher
+from citywatch.sink import Sink
 
 
 def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
@@ -42,3 +48,20 @@ def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
         truncated=len(payload) > max_bytes,
     )
     return orjson.dumps(doc)
+
+
+class DeadLetters:
+    """Refused observations from stages past the collector: published and recorded."""
+
+    def __init__(
+        self, publisher: MqttPublisher, store: Sink, topic_root: str, max_bytes: int
+    ) -> None:
+        self.publisher = publisher
+        self.store = store
+        self.topic_root = topic_root
+        self.max_bytes = max_bytes
+
+    async def reject(self, rejected: Rejected, payload: bytes) -> None:
+        topic = f"{self.topic_root}/{rejected.city or 'unknown'}/deadletter"
+        self.publisher.publish(topic, deadletter_payload(rejected, payload, self.max_bytes))
+        await self.store.write([rejected])

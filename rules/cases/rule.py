@@ -1,0 +1,198 @@
+"""The case rule: the thin, stateful wrapper around the pure functions of ``state``.
+
+It is a sink for records: case events are applied, the changed cases saved,
+alert events emitted, and timers set for the next yellow or red instant. The
+collector acknowledges a batch only once ``write`` has returned, so a case
+event is never lost between the broker and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from citywatch.clock import Clock
+from citywatch.models import AlertEvent, CaseEvent, Record, Rejected
+from rules.calendar import CalendarConfig, make_calendar
+from rules.cases.config import STAGES, CasesConfig
+from rules.cases.machine import Replayer
+from rules.cases.metrics import CaseMetrics
+from rules.cases.state import RED, YELLOW, CaseState, apply, next_instant, tick
+from rules.cases.store import CaseStore
+from rules.events import AlertSink
+from rules.scheduler import Timers
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Key = tuple[str, str]
+
+
+class RejectSink(Protocol):
+    """Where refused observations go: the dead-letter topic and the record."""
+
+    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
+
+
+class CaseRule:
+    """Supervises every open case's clocks; an async context manager and a sink."""
+
+    name = "cases"
+
+    def __init__(
+        self,
+        cfg: CasesConfig,
+        calendar: CalendarConfig,
+        store_path: Path,
+        alerts: AlertSink,
+        rejects: RejectSink,
+        metrics: CaseMetrics,
+        clock: Clock,
+    ) -> None:
+        self.rp = Replayer(cfg, {s: make_calendar(cfg.calendar_of(s), calendar) for s in STAGES})
+        self.store_path = store_path
+        self.alerts = alerts
+        self.rejects = rejects
+        self.metrics = metrics
+        self.clock = clock
+        self.states: dict[Key, CaseState] = {}
+        self.timers = Timers(clock, self._on_due)
+        self._lock = asyncio.Lock()
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="case-store")
+        self._store: CaseStore | None = None
+        self._task: asyncio.Task[None] | None = None
+        metrics.open.set_function(lambda: len(self.states))
+        metrics.lights.labels(YELLOW).set_function(lambda: self._count_lit(YELLOW))
+        metrics.lights.labels(RED).set_function(lambda: self._count_lit(RED))
+
+    async def _run_io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    async def __aenter__(self) -> CaseRule:
+        t0 = time.perf_counter()
+        self._store = await self._run_io(CaseStore, self.store_path)
+        loaded = await self._run_io(lambda: list(self._require_store().load_open()))
+        for state, next_at in loaded:
+            key = (state.city, state.case)
+            self.states[key] = state
+            # Stored instants need no calendar arithmetic; one in the past fires at once.
+            self.timers.set(key, next_at)
+        self.metrics.restored.set(len(loaded))
+        self.metrics.restore_seconds.set(time.perf_counter() - t0)
+        log.info("restored %d open cases in %.2fs", len(loaded), time.perf_counter() - t0)
+        self._task = asyncio.create_task(self.timers.run(), name="case-timers")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            # Under the lock, so that no firing is cut off between its emit and its save.
+            async with self._lock:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._store is not None:
+            await self._run_io(self._store.close)
+        self._io.shutdown(wait=True)
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self._task] if self._task is not None else []
+
+    def _require_store(self) -> CaseStore:
+        assert self._store is not None, "use CaseRule as an async context manager"
+        return self._store
+
+    def _count_lit(self, light: str) -> int:
+        return sum(1 for s in self.states.values() for v in s.lights.values() if v == light)
+
+    # -- the sink ---------------------------------------------------------------
+
+    async def write(self, records: Sequence[Record]) -> None:
+        """Apply the case events among ``records``; return once they are saved."""
+        events = [r for r in records if type(r) is CaseEvent]
+        if not events:
+            return
+        async with self._lock:
+            store = self._require_store()
+            unknown = {(e.city, e.case) for e in events} - self.states.keys()
+            known: dict[Key, CaseState | None] = {}
+            if unknown:
+                known = await self._run_io(lambda: {k: store.get(*k) for k in unknown})
+            now = self.clock.now()
+            changed: dict[Key, CaseState] = {}
+            alerts: list[AlertEvent] = []
+            refused: list[CaseEvent] = []
+            for ev in events:
+                key = (ev.city, ev.case)
+                state = changed.get(key) or self.states.get(key) or known.get(key)
+                out = apply(state, ev, now, self.rp)
+                if out.refused is not None:
+                    self.metrics.events.labels("refused").inc()
+                    refused.append(ev)
+                    log.info("case %s: %s refused: %s", ev.case, ev.event, out.refused)
+                    await self.rejects.reject(
+                        _rejected(ev, f"{ev.event}: {out.refused}"), _payload(ev)
+                    )
+                    continue
+                if out.duplicate:
+                    self.metrics.events.labels("duplicate").inc()
+                    continue
+                self.metrics.events.labels("applied").inc()
+                changed[key] = out.state
+                alerts.extend(out.events)
+            await self._commit(changed, alerts)
+
+    async def _commit(self, changed: dict[Key, CaseState], alerts: list[AlertEvent]) -> None:
+        rows = []
+        for key, state in changed.items():
+            nxt = next_instant(state, self.rp) if state.open else None
+            rows.append((state, nxt))
+            if state.open:
+                self.states[key] = state
+            else:
+                self.states.pop(key, None)
+            self.timers.set(key, nxt)
+        # Alerting first: a crash before the save repeats an event (alerting drops
+        # repeats by fingerprint) rather than losing it.
+        if alerts:
+            await self.alerts.emit(alerts)
+        if rows:
+            await self._run_io(self._require_store().save, rows)
+
+    async def _on_due(self, due: list[tuple[Any, float]], now: float) -> None:
+        async with self._lock:
+            now = self.clock.now()
+            changed: dict[Key, CaseState] = {}
+            alerts: list[AlertEvent] = []
+            for key, at in due:
+                state = self.states.get(key)
+                if state is None:
+                    continue
+                self.metrics.lateness.observe(max(0.0, now - at))
+                events = tick(state, now, self.rp)
+                alerts.extend(events)
+                changed[key] = state
+            await self._commit(changed, alerts)
+
+
+def _rejected(ev: CaseEvent, detail: str) -> Rejected:
+    topic = f"citywatch/{ev.city}/cases/{ev.case}/events"
+    return Rejected("case", "impossible_transition", detail, topic, ev.received_at, ev.city)
+
+
+def _payload(ev: CaseEvent) -> bytes:
+    doc = {k: v for k, v in ev._asdict().items() if v is not None and k != "received_at"}
+    return orjson.dumps(doc)
