@@ -62,7 +62,7 @@ def test_yellow_then_red_at_exact_instants_and_resolution() -> None:
         ("case_overdue", "resolved"),
         ("case_warning", "resolved"),
     ]
-    overdue = [a for a in o.events if a.rule == "case_overdue"][0]
+    overdue = next(a for a in o.events if a.rule == "case_overdue")
     assert overdue.values["elapsed"] == 130 and overdue.values["overdue_by"] == 30
 
 
@@ -141,7 +141,7 @@ def test_red_while_suspended_stays_red_until_the_step_completes() -> None:
     state, events = run(ev("reported", 0), ev("suspended", 150), now=T0 + 150)
     assert [e[0] for e in events] == ["case_warning", "case_overdue"]
     assert next_instant(state, RP) is None
-    state2, events2 = run(ev("reported", 0), ev("suspended", 150), ev("filed", 200), now=T0 + 200)
+    _, events2 = run(ev("reported", 0), ev("suspended", 150), ev("filed", 200), now=T0 + 200)
     assert [(r, s) for r, s, _, _ in events2][-2:] == [
         ("case_warning", "resolved"),
         ("case_overdue", "resolved"),
