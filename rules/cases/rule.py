@@ -26,8 +26,16 @@ from rules.calendar import CalendarConfig, make_calendar
 from rules.cases.config import STAGES, CasesConfig
 from rules.cases.machine import Replayer
 from rules.cases.metrics import CaseMetrics
-from rules.cases.state import RED, YELLOW, CaseState, apply, next_instant, tick
-from rules.cases.store import CaseStore
+from rules.cases.state import (
+    RED,
+    YELLOW,
+    CaseState,
+    apply,
+    next_instant,
+    overdue_instants,
+    tick,
+)
+from rules.cases.store import CaseStore, Dues
 from rules.events import AlertSink
 from rules.scheduler import Timers
 
@@ -159,7 +167,7 @@ class CaseRule:
         rows = []
         for key, state in changed.items():
             nxt = next_instant(state, self.rp) if state.open else None
-            rows.append((state, nxt))
+            rows.append((state, nxt, Dues(*overdue_instants(state, self.rp))))
             if state.open:
                 self.states[key] = state
             else:

@@ -133,6 +133,23 @@ def next_instant(state: CaseState, rp: Replayer) -> float | None:
     return best
 
 
+def overdue_instants(state: CaseState, rp: Replayer) -> tuple[float | None, float | None]:
+    """(earliest, disposal) instant at which a step is, was, or will be overdue if it runs on."""
+    first: float | None = None
+    disposal: float | None = None
+    for stage, c in state.derived.clocks.items():
+        t = c.overdue_at
+        if t is None and c.running:
+            t = c.instant_of(rp.cal(stage), c.limit)
+        if t is None:
+            continue
+        if first is None or t < first:
+            first = t
+        if stage == "disposal":
+            disposal = t
+    return first, disposal
+
+
 def diff_lights(state: CaseState, now: float, rp: Replayer) -> list[AlertEvent]:
     """Events that bring alerting in line with the lights at ``now``; updates ``state.lights``."""
     out: list[AlertEvent] = []

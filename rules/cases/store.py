@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -61,10 +62,9 @@ ON CONFLICT (city, case_id) DO UPDATE SET
 """
 
 
-def _row(state: CaseState, next_at: float | None) -> tuple[object, ...]:
+def _row(state: CaseState, next_at: float | None, due: Dues) -> tuple[object, ...]:
     d = state.derived
     disposal = d.clocks.get("disposal")
-    overdue = [c.overdue_at for c in d.clocks.values() if c.overdue_at is not None]
     return (
         state.city,
         state.case,
@@ -83,10 +83,23 @@ def _row(state: CaseState, next_at: float | None) -> tuple[object, ...]:
         d.late_clocks,
         None if disposal is None or disposal.active else int(disposal.on_time),
         d.disposal_used if d.resolved_at is not None else None,
-        min(overdue) if overdue else None,
-        disposal.overdue_at if disposal is not None else None,
+        due.any_step,
+        due.disposal,
         orjson.dumps(state.to_doc()),
     )
+
+
+@dataclass(frozen=True)
+class Dues:
+    """When the case is (or was, or will be if nothing happens) first overdue.
+
+    ``any_step``: the earliest such instant over all steps; ``disposal``: for the
+    disposal step. The KPIs count a case as due at the end of a period when one of
+    these lies before it.
+    """
+
+    any_step: float | None = None
+    disposal: float | None = None
 
 
 class CaseStore:
@@ -103,9 +116,9 @@ class CaseStore:
     def close(self) -> None:
         self.db.close()
 
-    def save(self, rows: Iterable[tuple[CaseState, float | None]]) -> None:
-        """Store these cases' states in one transaction."""
-        data = [_row(s, n) for s, n in rows]
+    def save(self, rows: Iterable[tuple[CaseState, float | None, Dues]]) -> None:
+        """Store these cases' states (with their next instant and dues) in one transaction."""
+        data = [_row(s, n, d) for s, n, d in rows]
         if not data:
             return
         with self.db:
