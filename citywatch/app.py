@@ -116,13 +116,18 @@ class Service:
                 reconnect_max=s.mqtt.reconnect_max,
             )
         )
+        alert_log = LoggingAlertSink(self.writer, AlertEventMetrics(self.registry))
+        dead_letters = DeadLetters(
+            self.publisher, self.writer, s.mqtt.topic_root, s.ingest.deadletter_max
+        )
+        # Closed after the rules stop (the stack unwinds in reverse), before the writer.
+        self._stack.push_async_callback(alert_log.aclose)
+        self._stack.push_async_callback(dead_letters.aclose)
         ctx = RuleContext(
             cases=s.cases,
             calendar=s.calendar,
-            alerts=LoggingAlertSink(self.writer, AlertEventMetrics(self.registry)),
-            rejects=DeadLetters(
-                self.publisher, self.writer, s.mqtt.topic_root, s.ingest.deadletter_max
-            ),
+            alerts=alert_log,
+            rejects=dead_letters,
             registry=self.registry,
             clock=self.clock,
             data_dir=s.data_path,

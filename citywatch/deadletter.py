@@ -6,6 +6,7 @@ stages (the case rule's impossible transitions) use :class:`DeadLetters`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import UTC, datetime
 
@@ -60,8 +61,17 @@ class DeadLetters:
         self.store = store
         self.topic_root = topic_root
         self.max_bytes = max_bytes
+        self._writes: set[asyncio.Task[None]] = set()
 
     async def reject(self, rejected: Rejected, payload: bytes) -> None:
         topic = f"{self.topic_root}/{rejected.city or 'unknown'}/deadletter"
         self.publisher.publish(topic, deadletter_payload(rejected, payload, self.max_bytes))
-        await self.store.write([rejected])
+        # Not awaited: the caller holds up its own pipeline meanwhile (see LoggingAlertSink).
+        task = asyncio.create_task(self.store.write([rejected]))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def aclose(self) -> None:
+        """Wait for the record writes under way."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -26,11 +27,21 @@ class AlertEventMetrics:
 
 
 class LoggingAlertSink:
-    """An :class:`rules.events.AlertSink` that logs, counts and writes the events."""
+    """An :class:`rules.events.AlertSink` that logs, counts and writes the events.
+
+    Writing to InfluxDB is not awaited: a rule's timer must not wait for the
+    writer's next batch. The writes are kept track of and awaited by ``aclose``.
+    """
 
     def __init__(self, store: Sink | None, metrics: AlertEventMetrics) -> None:
         self.store = store
         self.metrics = metrics
+        self._writes: set[asyncio.Task[None]] = set()
+
+    async def aclose(self) -> None:
+        """Wait for the history writes under way."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def emit(self, events: Sequence[AlertEvent]) -> None:
         for e in events:
@@ -45,4 +56,6 @@ class LoggingAlertSink:
                 " ".join(f"{k}={v}" for k, v in sorted(e.labels.items())),
             )
         if self.store is not None and events:
-            await self.store.write(events)
+            task = asyncio.create_task(self.store.write(list(events)))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
