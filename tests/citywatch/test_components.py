@@ -20,9 +20,7 @@ async def test_collector_and_rules_in_separate_processes_each_get_every_message(
     now = time.time()
     async with (
         Service(base, ["collector"]) as ingest,
-        Service(
-            base.__class__(**{**base.__dict__, "data_dir": str(tmp_path / "b")}), ["rules"]
-        ) as rules,
+        Service(dataclasses.replace(base, data_dir=str(tmp_path / "b")), ["rules"]) as rules,
     ):
         assert ingest.source is not None and rules.source is not None
         assert rules.source.cfg.client_id == base.mqtt.client_id + "-rules"
