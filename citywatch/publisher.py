@@ -8,7 +8,6 @@ what does not fit is dropped and counted, never blocking the pipeline.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from types import TracebackType
@@ -16,6 +15,7 @@ from types import TracebackType
 import aiomqtt
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from citywatch.aio import cancel_and_wait
 from citywatch.config import BrokerAddress
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,7 @@ class MqttPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:

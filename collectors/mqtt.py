@@ -22,6 +22,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from citywatch.aio import cancel_and_wait
 from collectors.config import MqttConfig
 from collectors.message import Incoming
 from collectors.metrics import CollectorMetrics
@@ -139,11 +140,7 @@ class MqttSource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks)
         if self._connected.is_set():
             self.client.disconnect()
         self._drop_socket()

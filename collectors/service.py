@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from types import TracebackType
 
+from citywatch.aio import cancel_and_wait
 from citywatch.models import Record
 from citywatch.sink import Sink, SinkUnavailable
 from collectors.decode import BatchDecoder
@@ -66,11 +67,8 @@ class Collector:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages and let the deliveries under way finish."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         if self._last is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._last), timeout)

@@ -9,7 +9,6 @@ batches join its tail, so replay keeps the original order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import zlib
@@ -21,6 +20,7 @@ from types import TracebackType
 
 import aiohttp
 
+from citywatch.aio import cancel_and_wait
 from citywatch.influx.client import InfluxClient, WriteError
 from citywatch.influx.config import InfluxConfig, SpoolConfig
 from citywatch.influx.metrics import WriterMetrics
@@ -89,11 +89,7 @@ class InfluxWriter:
         tb: TracebackType | None,
     ) -> None:
         await self.flush()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks)
         if self._session is not None:
             await self._session.close()
         self._pool.shutdown(wait=True)
