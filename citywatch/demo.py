@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 
+from citywatch.app import Service
 from citywatch.models import DeviceStatus, Fix, Heartbeat, Record, Rejected
 from citywatch.settings import Settings, load_settings
 
@@ -75,6 +76,10 @@ async def embedded_broker(port: int) -> AsyncIterator[str]:
         await broker.shutdown()
 
 
+def _sample(service: Service, name: str, **labels: str) -> float:
+    return service.registry.get_sample_value(name, labels or None) or 0.0
+
+
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024:
@@ -84,7 +89,6 @@ def _fmt_bytes(n: float) -> str:
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    from citywatch.app import Service
     from citywatch.simulate import SimConfig, run_simulation
 
     settings: Settings = load_settings(getattr(args, "config", None))
@@ -151,6 +155,9 @@ async def run_demo(args: argparse.Namespace) -> int:
                     f"  | written {writer.stats['written']:7d}"
                     f"  spooled {writer.stats['spooled']:7d}"
                     f"  spool {_fmt_bytes(writer.spool.bytes)}"
+                    f"  | cases open {_sample(service, 'citywatch_cases_open'):4.0f}"
+                    f" yellow {_sample(service, 'citywatch_case_steps_lit', light='yellow'):3.0f}"
+                    f" red {_sample(service, 'citywatch_case_steps_lit', light='red'):3.0f}"
                 )
                 print(line, flush=True)
                 if args.duration is not None and now - started >= args.duration:

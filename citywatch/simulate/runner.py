@@ -1,7 +1,9 @@
 """Publish a simulated fleet to an MQTT broker in real or sped-up time.
 
-The simulated clock starts at the real current time, so payload timestamps
-are current; with ``speedup`` above 1 it runs ahead of the wall clock. One
+At normal speed the simulated clock starts at the real current time. Sped up,
+it starts ``history`` in the past (a shift, by default), replays it fast and
+then runs at the wall clock's pace: it never runs ahead of the wall clock,
+since the service rightly refuses timestamps from the future. One
 MQTT connection carries every device's traffic, so device wills are
 simulated as retained ``offline`` status messages.
 """
@@ -111,6 +113,10 @@ def _drain(pending: deque[mqtt.MQTTMessageInfo]) -> int:
     return sum(not info.is_published() for info in pending)
 
 
+DEFAULT_HISTORY = 8 * 3600.0
+"""How far in the past a sped-up simulation starts: one shift."""
+
+
 def run_simulation(
     config: SimConfig,
     mqtt_url: str,
@@ -122,6 +128,7 @@ def run_simulation(
     stop: threading.Event | None = None,
     client_id: str = "citywatch-sim",
     on_message: Callable[[Message], None] | None = None,
+    history: float | None = None,
 ) -> SimStats:
     """Publish the fleet's messages to ``mqtt_url`` until duration, max_messages or stop.
 
@@ -138,7 +145,10 @@ def run_simulation(
     if grids_out is not None:
         write_geojson(grid, grids_out)
     client = _connect(addr, client_id, stop)
-    sim_start, real_start = time.time(), time.monotonic()
+    if history is None:
+        history = DEFAULT_HISTORY if speedup > 1 else 0.0
+    wall_start = time.time()
+    sim_start, real_start = wall_start - history, time.monotonic()
     fleet = Fleet(config, grid, sim_start)
     end = None if duration is None else sim_start + duration
     counts: Counter[str] = Counter()
@@ -147,7 +157,8 @@ def run_simulation(
     sent = 0
     try:
         while not stop.is_set():
-            sim_now = sim_start + (time.monotonic() - real_start) * speedup
+            elapsed = time.monotonic() - real_start
+            sim_now = min(sim_start + elapsed * speedup, wall_start + elapsed)
             sim_now = sim_now if end is None else min(sim_now, end)
             for msg in fleet.advance(sim_now):
                 if stop.is_set() or (max_messages is not None and sent >= max_messages):
@@ -169,7 +180,10 @@ def run_simulation(
                 break
             due = fleet.next_due
             target = min(due if due is not None else math.inf, end if end is not None else math.inf)
-            delay = (target - sim_start) / speedup - (time.monotonic() - real_start)
+            # Sped up while catching up with the wall clock, real time after.
+            delay = max((target - sim_start) / speedup, target - wall_start) - (
+                time.monotonic() - real_start
+            )
             stop.wait(min(_TICK, max(0.0, delay)))
     finally:
         stats.unconfirmed = _drain(pending)
@@ -218,7 +232,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--speedup",
         type=_positive,
         default=1.0,
-        help="simulated seconds per real second (default %(default)s)",
+        help="simulated seconds per real second; above 1 the simulation starts one shift "
+        "(8 h) in the past and replays it at this pace until it reaches the present "
+        "(default %(default)s)",
     )
     add(
         "--duration",
