@@ -154,4 +154,23 @@ class AlertEvent(NamedTuple):
         return f"{base}:{step}" if step else base
 
 
-Record = Fix | Heartbeat | DeviceStatus | ShiftEvent | CaseEvent | Rejected | AlertEvent
+class CaseKpi(NamedTuple):
+    """The case KPIs (CJ/T 292 绩效评价) of a city or one responsible unit for one period.
+
+    ``unit`` is ``_all`` for the city as a whole; ``period`` names the period
+    (``2026-11``) that begins at ``start``; the values are those as of ``as_of``.
+    ``values`` holds counts as int, rates (0..1) and seconds as float; a rate
+    without a denominator is absent.
+    """
+
+    city: str
+    unit: str
+    period: str
+    start: float
+    as_of: float
+    values: Mapping[str, int | float] = {}
+
+
+Record = (
+    Fix | Heartbeat | DeviceStatus | ShiftEvent | CaseEvent | Rejected | AlertEvent | CaseKpi
+)

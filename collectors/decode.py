@@ -6,9 +6,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from citywatch.deadletter import deadletter_payload
 from citywatch.models import Fix, Record, Rejected
 from collectors.config import IngestConfig
-from citywatch.deadletter import deadletter_payload
 from collectors.message import Decoder, Incoming
 from collectors.metrics import CollectorMetrics
 from collectors.registry import COLLECTORS

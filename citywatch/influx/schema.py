@@ -15,6 +15,7 @@ from citywatch.influx.lineprotocol import FieldValue, encode, escape_name
 from citywatch.models import (
     AlertEvent,
     CaseEvent,
+    CaseKpi,
     DeviceStatus,
     Fix,
     Heartbeat,
@@ -162,6 +163,14 @@ def alert_line(r: AlertEvent) -> str:
     )
 
 
+def kpi_line(r: CaseKpi) -> str:
+    """The ``case_kpi`` point, at the period's start: a recomputation overwrites it."""
+    fields: dict[str, FieldValue | None] = {"as_of": float(r.as_of), **r.values}
+    return encode(
+        "case_kpi", {"city": r.city, "unit": r.unit, "period": r.period}, fields, ts_ns(r.start)
+    )
+
+
 ENCODERS: dict[type, Callable[..., str]] = {
     AlertEvent: alert_line,
     Fix: fix_line,
@@ -170,6 +179,7 @@ ENCODERS: dict[type, Callable[..., str]] = {
     ShiftEvent: shift_line,
     CaseEvent: case_line,
     Rejected: rejected_line,
+    CaseKpi: kpi_line,
 }
 
 

@@ -81,10 +81,14 @@ class CasesConfig:
     warn_at: float = 0.8
     calendar: str = "working"
     limits: Limits = field(default_factory=Limits)
+    kpi_interval: float = duration(60.0)
+    """How often this month's case KPIs are recomputed (Prometheus and ``case_kpi``)."""
 
     def validate(self, prefix: str) -> None:
         if not 0 < self.warn_at < 1:
             raise ConfigError(f"{prefix}.warn_at", "must be between 0 and 1 (a share of the limit)")
+        if self.kpi_interval <= 0:
+            raise ConfigError(f"{prefix}.kpi_interval", "must be positive")
         if self.calendar not in CALENDARS:
             raise ConfigError(f"{prefix}.calendar", f"must be one of {', '.join(CALENDARS)}")
 

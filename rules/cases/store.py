@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS cases (
 );
 CREATE INDEX IF NOT EXISTS cases_open ON cases (open);
 CREATE INDEX IF NOT EXISTS cases_filed ON cases (city, filed_at);
+CREATE INDEX IF NOT EXISTS cases_dispatched ON cases (city, dispatched_at);
 """
 
 _UPSERT = """
