@@ -131,6 +131,7 @@ class Service:
             registry=self.registry,
             clock=self.clock,
             data_dir=s.data_path,
+            store=self.writer,
         )
         out: list[Sink] = []
         for name, factory in RULES.items():

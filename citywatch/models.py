@@ -171,6 +171,4 @@ class CaseKpi(NamedTuple):
     values: Mapping[str, int | float] = {}
 
 
-Record = (
-    Fix | Heartbeat | DeviceStatus | ShiftEvent | CaseEvent | Rejected | AlertEvent | CaseKpi
-)
+Record = Fix | Heartbeat | DeviceStatus | ShiftEvent | CaseEvent | Rejected | AlertEvent | CaseKpi

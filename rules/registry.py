@@ -10,8 +10,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from citywatch.clock import Clock
+from citywatch.sink import Sink
 from rules.calendar import CalendarConfig
 from rules.cases.config import CasesConfig
+from rules.cases.kpi import KpiMetrics
 from rules.cases.metrics import CaseMetrics
 from rules.cases.rule import CaseRule, RejectSink
 from rules.events import AlertSink
@@ -28,6 +30,8 @@ class RuleContext:
     registry: CollectorRegistry
     clock: Clock
     data_dir: Path
+    store: Sink | None = None
+    """Where rules store what they compute (the InfluxDB writer), beside alert events."""
 
 
 def case_rule(ctx: RuleContext) -> CaseRule:
@@ -39,6 +43,8 @@ def case_rule(ctx: RuleContext) -> CaseRule:
         ctx.rejects,
         CaseMetrics(ctx.registry),
         ctx.clock,
+        kpi_sink=ctx.store,
+        kpi_metrics=KpiMetrics(ctx.registry),
     )
 
 

@@ -150,6 +150,7 @@ class Replayer:
         self._stop_all(d, ts, keep)
         if event == "returned":
             d.reworks += 1
+            d.resolved_at = None  # back in disposal until resolved again
         d.status = event
         if event == "filed":
             d.filed_at = ts

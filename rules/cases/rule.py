@@ -20,10 +20,13 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
 from citywatch.models import AlertEvent, CaseEvent, Record, Rejected
+from citywatch.sink import Sink
 from rules.calendar import CalendarConfig, make_calendar
 from rules.cases.config import STAGES, CasesConfig
+from rules.cases.kpi import KpiMetrics, KpiReporter
 from rules.cases.machine import Replayer
 from rules.cases.metrics import CaseMetrics
 from rules.cases.state import (
@@ -64,6 +67,8 @@ class CaseRule:
         rejects: RejectSink,
         metrics: CaseMetrics,
         clock: Clock,
+        kpi_sink: Sink | None = None,
+        kpi_metrics: KpiMetrics | None = None,
     ) -> None:
         self.rp = Replayer(cfg, {s: make_calendar(cfg.calendar_of(s), calendar) for s in STAGES})
         self.store_path = store_path
@@ -77,12 +82,20 @@ class CaseRule:
         self._io = ThreadPoolExecutor(1, thread_name_prefix="case-store")
         self._store: CaseStore | None = None
         self._task: asyncio.Task[None] | None = None
+        self.kpis = KpiReporter(
+            self.query, calendar.timezone, cfg.kpi_interval, clock, kpi_sink, kpi_metrics
+        )
+        self._kpi_task: asyncio.Task[None] | None = None
         metrics.open.set_function(lambda: len(self.states))
         metrics.lights.labels(YELLOW).set_function(lambda: self._count_lit(YELLOW))
         metrics.lights.labels(RED).set_function(lambda: self._count_lit(RED))
 
     async def _run_io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    async def query(self, fn: Callable[[CaseStore], T]) -> T:
+        """``fn(store)`` run on the store's thread (the store is not thread-safe)."""
+        return await self._run_io(fn, self._require_store())
 
     async def __aenter__(self) -> CaseRule:
         t0 = time.perf_counter()
@@ -97,6 +110,7 @@ class CaseRule:
         self.metrics.restore_seconds.set(time.perf_counter() - t0)
         log.info("restored %d open cases in %.2fs", len(loaded), time.perf_counter() - t0)
         self._task = asyncio.create_task(self.timers.run(), name="case-timers")
+        self._kpi_task = asyncio.create_task(self.kpis.run(), name="case-kpi")
         return self
 
     async def __aexit__(
@@ -105,6 +119,7 @@ class CaseRule:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await cancel_and_wait([self._kpi_task])
         if self._task is not None:
             # Under the lock, so that no firing is cut off between its emit and its save.
             async with self._lock:
@@ -117,7 +132,7 @@ class CaseRule:
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
-        return [self._task] if self._task is not None else []
+        return [t for t in (self._task, self._kpi_task) if t is not None]
 
     def _require_store(self) -> CaseStore:
         assert self._store is not None, "use CaseRule as an async context manager"
