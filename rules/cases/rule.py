@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from citywatch.sink import Sink
 from rules.calendar import CalendarConfig, make_calendar
 from rules.cases.config import STAGES, CasesConfig
 from rules.cases.kpi import KpiMetrics, KpiReporter
-from rules.cases.machine import Replayer
+from rules.cases.machine import Impossible, Replayer
 from rules.cases.metrics import CaseMetrics
 from rules.cases.state import (
     RED,
@@ -71,6 +72,10 @@ class CaseRule:
         kpi_metrics: KpiMetrics | None = None,
     ) -> None:
         self.rp = Replayer(cfg, {s: make_calendar(cfg.calendar_of(s), calendar) for s in STAGES})
+        # Stored clocks and instants hold only while limits and calendar stay the same.
+        self.fingerprint = hashlib.sha256(
+            repr((cfg.warn_at, cfg.calendar, cfg.limits, calendar)).encode()
+        ).hexdigest()
         self.store_path = store_path
         self.alerts = alerts
         self.rejects = rejects
@@ -100,7 +105,13 @@ class CaseRule:
     async def __aenter__(self) -> CaseRule:
         t0 = time.perf_counter()
         self._store = await self._run_io(CaseStore, self.store_path)
-        loaded = await self._run_io(lambda: list(self._require_store().load_open()))
+        store = self._require_store()
+        loaded = await self._run_io(lambda: list(store.load_open()))
+        if await self._run_io(store.get_meta, "config") != self.fingerprint:
+            loaded = self._recompute(loaded)
+            rows = [(s, n, Dues(*overdue_instants(s, self.rp))) for s, n in loaded]
+            await self._run_io(store.save, rows)
+            await self._run_io(store.set_meta, "config", self.fingerprint)
         for state, next_at in loaded:
             key = (state.city, state.case)
             self.states[key] = state
@@ -112,6 +123,23 @@ class CaseRule:
         self._task = asyncio.create_task(self.timers.run(), name="case-timers")
         self._kpi_task = asyncio.create_task(self.kpis.run(), name="case-kpi")
         return self
+
+    def _recompute(
+        self, loaded: list[tuple[CaseState, float | None]]
+    ) -> list[tuple[CaseState, float | None]]:
+        """Replay every open case under the limits and calendar now configured."""
+        out = []
+        for state, _ in loaded:
+            try:
+                state.derived = self.rp.replay(state.history, state.info)
+            except Impossible as exc:
+                log.warning(
+                    "case %s: history no longer replays (%s); kept as stored", state.case, exc
+                )
+            out.append((state, next_instant(state, self.rp) if state.open else None))
+        if out:
+            log.info("limits or calendar changed: recomputed %d open cases", len(out))
+        return out
 
     async def __aexit__(
         self,

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS cases (
     state BLOB NOT NULL,
     PRIMARY KEY (city, case_id)
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS cases_open ON cases (open);
 CREATE INDEX IF NOT EXISTS cases_filed ON cases (city, filed_at);
 CREATE INDEX IF NOT EXISTS cases_dispatched ON cases (city, dispatched_at);
@@ -137,6 +138,18 @@ class CaseStore:
             "SELECT state FROM cases WHERE city = ? AND case_id = ?", (city, case)
         ).fetchone()
         return None if row is None else CaseState.from_doc(orjson.loads(row[0]))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     def count_open(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM cases WHERE open = 1").fetchone()[0])

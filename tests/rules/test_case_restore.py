@@ -1,0 +1,50 @@
+"""Restoring open cases: stored instants when nothing changed, recomputed when limits did."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from citywatch.clock import ManualClock
+from citywatch.config import load_section
+from citywatch.models import AlertEvent, CaseEvent, Rejected
+from rules.calendar import CalendarConfig
+from rules.cases.config import CasesConfig
+from rules.cases.metrics import CaseMetrics
+from rules.cases.rule import CaseRule
+
+T0 = 1_790_000_000.0
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.events: list[AlertEvent] = []
+
+    async def emit(self, events: Sequence[AlertEvent]) -> None:
+        self.events.extend(events)
+
+    async def reject(self, rejected: Rejected, payload: bytes) -> None:
+        raise AssertionError(rejected)
+
+
+def rule(path: Path, filing: str, out: Collect) -> CaseRule:
+    cfg = load_section(CasesConfig, {"calendar": "natural", "limits": {"filing": filing}}, "cases")
+    return CaseRule(
+        cfg, CalendarConfig(), path, out, out, CaseMetrics(CollectorRegistry()), ManualClock(T0)
+    )
+
+
+async def test_changed_limits_are_applied_to_open_cases_at_restart(tmp_path: Path) -> None:
+    db = tmp_path / "cases.sqlite"
+    out = Collect()
+    async with rule(db, "100s", out) as r:
+        await r.write([CaseEvent("321200", "R1", T0, "reported", T0)])
+        assert r.timers.next_at() == T0 + 80
+    async with rule(db, "100s", out) as r:
+        assert r.timers.next_at() == T0 + 80, "same configuration: the stored instant"
+    async with rule(db, "1000s", out) as r:
+        assert r.timers.next_at() == T0 + 800, "new limit: recomputed from the history"
+        assert r.states[("321200", "R1")].derived.clocks["filing"].limit == 1000
+    assert out.events == []
