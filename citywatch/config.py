@@ -68,6 +68,20 @@ def parse_duration(value: object, key: str = "duration") -> float:
     return seconds
 
 
+_DISTANCE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|km)?\s*$")
+
+
+def parse_distance(value: object, key: str = "distance") -> float:
+    """Parse ``50m``, ``1.5km`` or a number of metres (``m`` here means metres)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        m = _DISTANCE_RE.match(value)
+        if m:
+            return float(m.group(1)) * (1000.0 if m.group(2) == "km" else 1.0)
+    raise ConfigError(key, f"expected a distance like 50m or 1.5km, got {value!r}")
+
+
 def parse_size(value: object, key: str = "size") -> int:
     """Parse ``512``, ``64KiB``, ``10MB`` or ``1GiB`` into bytes."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -85,6 +99,11 @@ def duration(default: float, **kw: Any) -> Any:
     return dataclasses.field(default=default, metadata={"kind": "duration", **kw})
 
 
+def distance(default: float, **kw: Any) -> Any:
+    """A dataclass field holding metres, written in the config as ``50m``/``1.5km``."""
+    return dataclasses.field(default=default, metadata={"kind": "distance", **kw})
+
+
 def size(default: int, **kw: Any) -> Any:
     """A dataclass field holding bytes, written in the config as ``64KiB``/``1GiB``/..."""
     return dataclasses.field(default=default, metadata={"kind": "size", **kw})
@@ -96,6 +115,8 @@ def _convert(value: object, tp: Any, key: str, meta: Mapping[str, Any]) -> Any:
         return parse_duration(value, key)
     if kind == "size":
         return parse_size(value, key)
+    if kind == "distance":
+        return parse_distance(value, key)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
