@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from api.server import ReadyCheck, make_app
 from citywatch.clock import Clock, SystemClock
+from citywatch.config import ConfigError
 from citywatch.deadletter import DeadLetters
 from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.writer import InfluxWriter
@@ -33,6 +34,7 @@ from collectors.mqtt import MqttSource
 from collectors.service import Collector
 from collectors.topics import Router
 from rules.alert_log import AlertEventMetrics, LoggingAlertSink
+from rules.patrols.grids import Grids
 from rules.registry import RULES, RuleContext
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,8 @@ class Service:
             clock=self.clock,
             data_dir=s.data_path,
             store=self.writer,
+            patrols=s.patrols,
+            grids=load_grids(s.grids_file),
         )
         out: list[Sink] = []
         for name, factory in RULES.items():
@@ -183,6 +187,17 @@ class Service:
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else port
         log.info("HTTP on %s:%s (/healthz, /readyz, /metrics)", host, self.http_port)
+
+
+def load_grids(path: str) -> Grids | None:
+    """The grid cells of ``grids_file``, or None when none is configured."""
+    if not path:
+        log.warning("no grids_file configured: out-of-grid and coverage are off")
+        return None
+    try:
+        return Grids.load(path)
+    except ValueError as exc:
+        raise ConfigError("grids_file", str(exc)) from None
 
 
 class ComponentFailed(RuntimeError):

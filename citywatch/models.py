@@ -171,4 +171,26 @@ class CaseKpi(NamedTuple):
     values: Mapping[str, int | float] = {}
 
 
-Record = Fix | Heartbeat | DeviceStatus | ShiftEvent | CaseEvent | Rejected | AlertEvent | CaseKpi
+class PatrolCoverage(NamedTuple):
+    """How much of their assigned cells an officer has walked this shift."""
+
+    city: str
+    officer: str
+    shift_start: float
+    assigned: int
+    visited: int
+    distance_m: float
+    as_of: float
+
+
+Record = (
+    Fix
+    | Heartbeat
+    | DeviceStatus
+    | ShiftEvent
+    | CaseEvent
+    | Rejected
+    | AlertEvent
+    | CaseKpi
+    | PatrolCoverage
+)

@@ -13,6 +13,7 @@ from citywatch.influx.config import InfluxConfig, SpoolConfig
 from collectors.config import IngestConfig, MqttConfig
 from rules.calendar import CalendarConfig
 from rules.cases.config import CasesConfig
+from rules.patrols.config import PatrolsConfig
 
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -30,6 +31,8 @@ class Settings:
     api: ApiConfig = field(default_factory=ApiConfig)
     cases: CasesConfig = field(default_factory=CasesConfig)
     calendar: CalendarConfig = field(default_factory=CalendarConfig)
+    patrols: PatrolsConfig = field(default_factory=PatrolsConfig)
+    grids_file: str = ""
 
     def validate(self, prefix: str) -> None:
         if self.log_level not in _LEVELS:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,10 @@ from rules.cases.kpi import KpiMetrics
 from rules.cases.metrics import CaseMetrics
 from rules.cases.rule import CaseRule, RejectSink
 from rules.events import AlertSink
+from rules.patrols.config import PatrolsConfig
+from rules.patrols.grids import Grids
+from rules.patrols.metrics import PatrolMetrics
+from rules.patrols.rule import PatrolRule
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class RuleContext:
     data_dir: Path
     store: Sink | None = None
     """Where rules store what they compute (the InfluxDB writer), beside alert events."""
+    patrols: PatrolsConfig = field(default_factory=PatrolsConfig)
+    grids: Grids | None = None
+    """The unit grid cells (``grids_file``); without them out-of-grid and coverage are off."""
 
 
 def case_rule(ctx: RuleContext) -> CaseRule:
@@ -48,6 +55,19 @@ def case_rule(ctx: RuleContext) -> CaseRule:
     )
 
 
+def patrol_rule(ctx: RuleContext) -> PatrolRule:
+    return PatrolRule(
+        ctx.patrols,
+        ctx.grids,
+        ctx.data_dir / "patrols.sqlite",
+        ctx.alerts,
+        ctx.store,
+        PatrolMetrics(ctx.registry),
+        ctx.clock,
+    )
+
+
 RULES: dict[str, Callable[[RuleContext], Any]] = {
     "cases": case_rule,
+    "patrols": patrol_rule,
 }

@@ -19,6 +19,7 @@ from citywatch.models import (
     DeviceStatus,
     Fix,
     Heartbeat,
+    PatrolCoverage,
     Record,
     Rejected,
     ShiftEvent,
@@ -171,7 +172,24 @@ def kpi_line(r: CaseKpi) -> str:
     )
 
 
+def coverage_line(r: PatrolCoverage) -> str:
+    """The ``patrol_coverage`` point, at the shift's start: updates overwrite it."""
+    return encode(
+        "patrol_coverage",
+        {"city": r.city, "officer": r.officer},
+        {
+            "assigned": r.assigned,
+            "visited": r.visited,
+            "share": r.visited / r.assigned if r.assigned else None,
+            "distance_m": float(r.distance_m),
+            "as_of": float(r.as_of),
+        },
+        ts_ns(r.shift_start),
+    )
+
+
 ENCODERS: dict[type, Callable[..., str]] = {
+    PatrolCoverage: coverage_line,
     AlertEvent: alert_line,
     Fix: fix_line,
     Heartbeat: heartbeat_line,

@@ -1,0 +1,68 @@
+"""Durable patrol state: SQLite in the data directory, one JSON row per officer."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rules.patrols.state import Patrol
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS patrols (
+    city TEXT NOT NULL,
+    officer TEXT NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (city, officer)
+);
+"""
+
+
+def to_doc(p: Patrol, coverage: dict[str, Any] | None) -> bytes:
+    doc = dataclasses.asdict(p)
+    doc["coverage"] = coverage
+    return orjson.dumps(doc)
+
+
+def from_doc(blob: bytes) -> tuple[Patrol, dict[str, Any] | None]:
+    doc = orjson.loads(blob)
+    coverage = doc.pop("coverage", None)
+    doc["grids"] = tuple(doc["grids"])
+    doc["track"] = [tuple(pt) for pt in doc["track"]]
+    doc["position"] = tuple(doc["position"]) if doc["position"] else None
+    doc["sites"] = {k: tuple(v) for k, v in doc["sites"].items()}
+    return Patrol(**doc), coverage
+
+
+class PatrolStore:
+    """Patrol states in SQLite. Use it from one thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def save(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
+        data = list(rows)
+        if not data:
+            return
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO patrols (city, officer, state) VALUES (?, ?, ?)"
+                " ON CONFLICT (city, officer) DO UPDATE SET state = excluded.state",
+                data,
+            )
+
+    def load(self) -> Iterator[bytes]:
+        for (blob,) in self.db.execute("SELECT state FROM patrols"):
+            yield blob
