@@ -296,6 +296,18 @@ def _parse_dates(values: tuple[str, ...], key: str) -> frozenset[date]:
         raise ConfigError(key, str(exc)) from None
 
 
+def holiday_table_bytes(source: str) -> bytes | None:
+    """The raw holiday table behind ``calendar.holidays`` (None for ``none`` or unreadable)."""
+    try:
+        if source in _EMBEDDED:
+            return resources.files("rules").joinpath("data", _EMBEDDED[source]).read_bytes()
+        if source == "none":
+            return None
+        return Path(source).read_bytes()
+    except OSError:
+        return None
+
+
 def _load_table(source: str) -> _HolidayTable:
     if source in _EMBEDDED:
         ref = resources.files("rules").joinpath("data", _EMBEDDED[source])

@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import logging
 from collections.abc import Awaitable, Callable, Hashable
 
 from citywatch.clock import Clock
 
 Key = Hashable
+RETRY = 5.0
+MAX_SLEEP = 1.0
+log = logging.getLogger(__name__)
 
 
 class Timers:
@@ -42,6 +46,13 @@ class Timers:
         if at is None:
             self._current.pop(key, None)
             return
+        old = self._current.get(key)
+        if old is not None and old[0] == at:
+            return
+        if len(self._heap) > 2 * len(self._current) + 1024:
+            # Lazy deletion leaves stale entries; rebuild before they outgrow the live ones.
+            self._heap = [(a, s, k) for k, (a, s) in self._current.items()]
+            heapq.heapify(self._heap)
         self._seq += 1
         self._current[key] = (at, self._seq)
         heapq.heappush(self._heap, (at, self._seq, key))
@@ -81,9 +92,21 @@ class Timers:
             if nxt is not None and nxt <= now:
                 due = self.pop_due(now)
                 if due:
-                    await self.on_due(due, now)
+                    try:
+                        await self.on_due(due, now)
+                    except Exception:
+                        # One failure must not stop every timer: try these again shortly.
+                        log.exception(
+                            "timers failed for %d keys; retrying in %.0fs", len(due), RETRY
+                        )
+                        for key, _ in due:
+                            if key not in self._current:
+                                self.set(key, now + RETRY)
                 continue
             self._wake.clear()
-            timeout = None if nxt is None else nxt - now
+            # Sleeping on the loop's monotonic clock: wake at least every second so that a
+            # step of the wall clock (NTP, resume from suspend) is noticed.
+            timeout = MAX_SLEEP if nxt is None else min(nxt - now, MAX_SLEEP)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()

@@ -25,7 +25,7 @@ from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
 from citywatch.models import AlertEvent, CaseEvent, Record, Rejected
 from citywatch.sink import Sink
-from rules.calendar import CalendarConfig, make_calendar
+from rules.calendar import CalendarConfig, holiday_table_bytes, make_calendar
 from rules.cases.config import STAGES, CasesConfig
 from rules.cases.kpi import KpiMetrics, KpiReporter
 from rules.cases.machine import Impossible, Replayer
@@ -73,9 +73,7 @@ class CaseRule:
     ) -> None:
         self.rp = Replayer(cfg, {s: make_calendar(cfg.calendar_of(s), calendar) for s in STAGES})
         # Stored clocks and instants hold only while limits and calendar stay the same.
-        self.fingerprint = hashlib.sha256(
-            repr((cfg.warn_at, cfg.calendar, cfg.limits, calendar)).encode()
-        ).hexdigest()
+        self.fingerprint = _fingerprint(cfg, calendar)
         self.store_path = store_path
         self.alerts = alerts
         self.rejects = rejects
@@ -136,7 +134,8 @@ class CaseRule:
                 log.warning(
                     "case %s: history no longer replays (%s); kept as stored", state.case, exc
                 )
-            out.append((state, next_instant(state, self.rp) if state.open else None))
+            # Due at once: the first tick brings the lights in line with the new limits.
+            out.append((state, self.clock.now() if state.open else None))
         if out:
             log.info("limits or calendar changed: recomputed %d open cases", len(out))
         return out
@@ -208,20 +207,22 @@ class CaseRule:
 
     async def _commit(self, changed: dict[Key, CaseState], alerts: list[AlertEvent]) -> None:
         rows = []
-        for key, state in changed.items():
+        for state in changed.values():
             nxt = next_instant(state, self.rp) if state.open else None
             rows.append((state, nxt, Dues(*overdue_instants(state, self.rp))))
-            if state.open:
-                self.states[key] = state
-            else:
-                self.states.pop(key, None)
-            self.timers.set(key, nxt)
         # Alerting first: a crash before the save repeats an event (alerting drops
         # repeats by fingerprint) rather than losing it.
         if alerts:
             await self.alerts.emit(alerts)
         if rows:
             await self._run_io(self._require_store().save, rows)
+        # Only once saved: if the save failed, the batch is retried against the old states.
+        for (key, state), (_, nxt, _) in zip(changed.items(), rows, strict=True):
+            if state.open:
+                self.states[key] = state
+            else:
+                self.states.pop(key, None)
+            self.timers.set(key, nxt)
 
     async def _on_due(self, due: list[tuple[Any, float]], now: float) -> None:
         async with self._lock:
@@ -237,6 +238,15 @@ class CaseRule:
                 alerts.extend(events)
                 changed[key] = state
             await self._commit(changed, alerts)
+
+
+def _fingerprint(cfg: CasesConfig, calendar: CalendarConfig) -> str:
+    """Identifies the settings the stored clocks were computed with, holiday table included."""
+    h = hashlib.sha256(repr((cfg.warn_at, cfg.calendar, cfg.limits, calendar)).encode())
+    table = holiday_table_bytes(calendar.holidays)
+    if table is not None:
+        h.update(table)
+    return h.hexdigest()
 
 
 def _rejected(ev: CaseEvent, detail: str) -> Rejected:

@@ -14,6 +14,7 @@ from rules.calendar import CalendarConfig
 from rules.cases.config import CasesConfig
 from rules.cases.metrics import CaseMetrics
 from rules.cases.rule import CaseRule
+from tests.helpers import await_until
 
 T0 = 1_790_000_000.0
 
@@ -45,6 +46,7 @@ async def test_changed_limits_are_applied_to_open_cases_at_restart(tmp_path: Pat
     async with rule(db, "100s", out) as r:
         assert r.timers.next_at() == T0 + 80, "same configuration: the stored instant"
     async with rule(db, "1000s", out) as r:
-        assert r.timers.next_at() == T0 + 800, "new limit: recomputed from the history"
+        # New limit: recomputed from the history, and ticked at once.
+        await await_until(lambda: r.timers.next_at() == T0 + 800, timeout=5, what="recomputed")
         assert r.states[("321200", "R1")].derived.clocks["filing"].limit == 1000
     assert out.events == []
