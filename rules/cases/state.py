@@ -76,6 +76,28 @@ class Outcome:
     duplicate: bool = False
 
 
+# Among events with the same ``ts``, the order the steps take place in.
+_SAME_TS_ORDER = {
+    "reported": 0,
+    "filed": 1,
+    "dispatched": 2,
+    "accepted": 3,
+    "suspended": 4,
+    "resumed": 5,
+    "extended": 6,
+    "resolved": 7,
+    "returned": 8,
+    "verified": 9,
+    "closed": 10,
+    "evaluated": 11,
+    "cancelled": 12,
+}
+
+
+def _order(e: Entry) -> tuple[float, int]:
+    return e[0], _SAME_TS_ORDER.get(e[1], 99)
+
+
 def apply(state: CaseState | None, ev: CaseEvent, now: float, rp: Replayer) -> Outcome:
     """Add ``ev`` to the case's history, replay it and compare the lights."""
     entry: Entry = (ev.ts, ev.event, ev.extend)
@@ -84,7 +106,7 @@ def apply(state: CaseState | None, ev: CaseEvent, now: float, rp: Replayer) -> O
     if entry in state.history:
         return Outcome(state, [], duplicate=True)
     history = list(state.history)
-    bisect.insort(history, entry, key=lambda e: e[0])
+    bisect.insort(history, entry, key=_order)
     info = dataclasses.replace(state.info)
     info.update(ev)
     try:
@@ -159,16 +181,34 @@ def diff_lights(state: CaseState, now: float, rp: Replayer) -> list[AlertEvent]:
             continue
         light, warn, due = _light(c, now, rp)
         shown = state.lights.get(stage)
-        if _LEVEL[light] <= _LEVEL[shown]:
+        if _LEVEL[light] == _LEVEL[shown]:
             continue
         cal = rp.cal(stage)
         used = c.used_at(cal, now)
+        if _LEVEL[light] < _LEVEL[shown]:
+            # The light went down: an extension, or a late suspension moved the deadline.
+            for level in (RED, YELLOW):
+                if _LEVEL[light] < _LEVEL[level] <= _LEVEL[shown]:
+                    out.append(_event(state, c, level, "resolved", now, used, due))
         for level, at in ((YELLOW, warn), (RED, due)):
             if _LEVEL[shown] < _LEVEL[level] <= _LEVEL[light]:
+                if at is None and level == RED:
+                    at = c.overdue_at  # a paused clock: it went overdue before the pause
                 out.append(
-                    _event(state, c, level, "firing", at if at is not None else now, used, due)
+                    _event(
+                        state,
+                        c,
+                        level,
+                        "firing",
+                        at if at is not None else now,
+                        used,
+                        due or c.overdue_at,
+                    )
                 )
-        state.lights[stage] = light  # type: ignore[assignment]
+        if light is None:
+            state.lights.pop(stage, None)
+        else:
+            state.lights[stage] = light
     for stage, shown in list(state.lights.items()):
         gone = clocks.get(stage)
         if gone is not None and gone.active:

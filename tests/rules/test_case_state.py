@@ -153,3 +153,33 @@ def test_state_round_trips_through_its_document() -> None:
     tick(state, T0 + 200, RP)
     again = CaseState.from_doc(state.to_doc())
     assert again == state
+
+
+def test_an_extension_while_red_lowers_the_light_and_it_can_go_red_again() -> None:
+    state, _ = run(ev("reported", 0), ev("filed", 10), ev("dispatched", 20), ev("accepted", 30))
+    fired = tick(state, T0 + 1100, RP)
+    assert [(e.rule, e.labels["step"]) for e in fired] == [
+        ("case_warning", "disposal"),
+        ("case_overdue", "disposal"),
+    ]
+    o = apply(state, ev("extended", 1100, extend=5000.0), T0 + 1100, RP)
+    assert [(e.rule, e.status) for e in o.events] == [
+        ("case_overdue", "resolved"),
+        ("case_warning", "resolved"),
+    ]
+    assert next_instant(o.state, RP) == T0 + 20 + 0.8 * 6000
+    later = tick(o.state, T0 + 20 + 6000, RP)
+    assert [(e.rule, e.at - T0) for e in later] == [("case_warning", 4820), ("case_overdue", 6020)]
+
+
+def test_events_with_the_same_ts_apply_in_step_order() -> None:
+    a, _ = run(ev("reported", 0), ev("filed", 10), ev("accepted", 20), ev("dispatched", 20))
+    assert a.derived.status == "accepted" and a.derived.dispatched_at == T0 + 20
+    b, _ = run(
+        ev("reported", 0),
+        ev("filed", 10),
+        ev("dispatched", 20),
+        ev("verified", 300),
+        ev("resolved", 300),
+    )
+    assert b.derived.status == "verified" and b.derived.resolved_at == T0 + 300
