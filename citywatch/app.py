@@ -204,9 +204,16 @@ class ComponentFailed(RuntimeError):
     """A background task of a component ended; the process should exit and be restarted."""
 
 
-async def run_until_stopped(service: Service, stop: asyncio.Event) -> None:
-    """Run ``service`` until ``stop`` is set; raise :class:`ComponentFailed` if a part dies."""
-    async with service:
+async def run_until_stopped(
+    service: Service, stop: asyncio.Event, config_path: str | None = None
+) -> None:
+    """Run ``service`` until ``stop`` is set; raise :class:`ComponentFailed` if a part dies.
+
+    The configuration is reloaded on SIGHUP and when its file changes.
+    """
+    from citywatch.reload import Reloader
+
+    async with service, Reloader(service, config_path):
         stopper = asyncio.create_task(stop.wait())
         watched = [stopper, *service.tasks()]
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)

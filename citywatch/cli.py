@@ -49,7 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         _install_stop(stop)
-        await run_until_stopped(Service(settings, components), stop)
+        service = Service(settings, components)
+        await run_until_stopped(service, stop, config_path=args.config)
 
     try:
         asyncio.run(main())

@@ -1,0 +1,65 @@
+"""Patrol state survives a restart: an officer already idle is flagged once, not twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from citywatch.clock import ManualClock
+from citywatch.geo import offset_m
+from citywatch.models import AlertEvent, Fix, ShiftEvent
+from citywatch.simulate.grid import make_district
+from rules.patrols.config import PatrolsConfig
+from rules.patrols.grids import Grids
+from rules.patrols.metrics import PatrolMetrics
+from rules.patrols.rule import PatrolRule, patrol_state
+
+T0 = 1_790_000_000.0
+GRIDS = Grids.from_geojson(make_district())
+CELL = sorted(GRIDS.codes)[0]
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.events: list[AlertEvent] = []
+
+    async def emit(self, events: Sequence[AlertEvent]) -> None:
+        self.events.extend(events)
+
+
+def fixes(t0: float, n: int) -> list[Fix]:
+    lon, lat = offset_m(*GRIDS.centroid(CELL), 3.0, -2.0)
+    return [Fix("321200", "dev-1", t0 + 10 * i, lat, lon, t0 + 10 * i, acc=10.0) for i in range(n)]
+
+
+async def test_an_idle_officer_is_flagged_once_across_a_restart(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    out = Collect()
+
+    def rule() -> PatrolRule:
+        return PatrolRule(
+            PatrolsConfig(),
+            GRIDS,
+            tmp_path / "patrols.sqlite",
+            out,
+            None,
+            PatrolMetrics(CollectorRegistry()),
+            clock,
+        )
+
+    start = ShiftEvent("321200", "off-1", T0, "start", T0, "dev-1", (CELL,), "lead-1", "inspector")
+    async with rule() as r:
+        await r.write([start])
+        for f in fixes(T0, 70):
+            clock.set(f.received_at)
+            await r.write([f])
+        assert [e.rule for e in out.events] == ["patrol_idle"]
+    async with rule() as r:
+        p = r.patrols[("321200", "off-1")]
+        assert patrol_state(p) == "idle" and p.device == "dev-1"
+        for f in fixes(T0 + 700, 10):
+            clock.set(f.received_at)
+            await r.write([f])
+    assert [e.rule for e in out.events] == ["patrol_idle"], "not flagged a second time"
