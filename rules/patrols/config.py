@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +108,11 @@ class PatrolsConfig:
     def thresholds(self, city: str, grids: tuple[str, ...], role: str | None) -> Thresholds:
         """The thresholds of an officer in ``city`` assigned ``grids`` with ``role``."""
         matching = tuple(o for o in self.overrides if o.matches(city, grids, role))
-        return self._merged(matching, "patrols.overrides")
+        return self._merged(matching, "patrols.overrides") if matching else self._base
+
+    @functools.cached_property
+    def _base(self) -> Thresholds:
+        return Thresholds(self.idle, self.out_of_grid, self.gps_lost, self.offline)
 
     def _merged(self, overrides: tuple[Override, ...], prefix: str) -> Thresholds:
         base = Thresholds(self.idle, self.out_of_grid, self.gps_lost, self.offline)

@@ -7,7 +7,9 @@ drift within the radius is not movement, a slow walk leaves it.
 
 from __future__ import annotations
 
-from citywatch.geo import haversine_m
+import math
+
+from citywatch.geo import EARTH_RADIUS_M, haversine_m
 from rules.patrols.config import Thresholds
 from rules.patrols.state import Patrol
 
@@ -21,10 +23,17 @@ def idle_since(p: Patrol, th: Thresholds, now: float) -> float | None:
     start = track[-1][0] - cfg.window
     if track[0][0] > start or (p.watched_since is not None and track[0][0] < p.watched_since):
         return None  # not watched for a whole window yet
-    lon = sum(pt[1] for pt in track) / len(track)
-    lat = sum(pt[2] for pt in track) / len(track)
-    if any(haversine_m(lon, lat, pt[1], pt[2]) > cfg.radius for pt in track):
-        return None
+    n = len(track)
+    lon = sum(pt[1] for pt in track) / n
+    lat = sum(pt[2] for pt in track) / n
+    # Metres per degree near the centre: exact enough within a few hundred metres.
+    ky = EARTH_RADIUS_M * math.pi / 180
+    kx = ky * math.cos(math.radians(lat))
+    r2 = cfg.radius * cfg.radius
+    for _, plon, plat in track:
+        dx, dy = (plon - lon) * kx, (plat - lat) * ky
+        if dx * dx + dy * dy > r2:
+            return None
     for slon, slat in p.sites.values():
         if haversine_m(lon, lat, slon, slat) <= cfg.radius:
             return None  # at the site of a case the officer is handling: that is work

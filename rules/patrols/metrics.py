@@ -16,16 +16,18 @@ class PatrolMetrics:
             ["state"],
             registry=registry,
         )
+        # Per city, not per officer: a series per officer would not scale to a city's
+        # fleet; per-officer coverage is in InfluxDB (patrol_coverage).
         self.coverage = Gauge(
             "citywatch_patrol_coverage_ratio",
-            "Share of the officer's assigned cells visited this shift",
-            ["city", "officer"],
+            "Mean share of their assigned cells that officers on shift have visited",
+            ["city"],
             registry=registry,
         )
         self.distance = Gauge(
             "citywatch_patrol_distance_meters",
-            "Distance walked this shift",
-            ["city", "officer"],
+            "Mean distance walked this shift by officers on shift",
+            ["city"],
             registry=registry,
         )
         self.delay = Histogram(

@@ -35,7 +35,7 @@ from rules.events import AlertSink
 from rules.patrols import state as st
 from rules.patrols.config import PatrolsConfig, Thresholds
 from rules.patrols.evaluate import evaluate
-from rules.patrols.grids import Coverage, Grids
+from rules.patrols.grids import Assignment, Coverage, Grids
 from rules.patrols.liveness import next_instant
 from rules.patrols.metrics import PatrolMetrics
 from rules.patrols.store import PatrolStore, from_doc, to_doc
@@ -96,8 +96,12 @@ class PatrolRule:
         self.devices: dict[tuple[str, str], Key] = {}
         self.thresholds: dict[Key, Thresholds] = {}
         self.coverage: dict[Key, Coverage] = {}
+        # Kept per officer for the shift: the grids' own cache is bounded, officers are not.
+        self.assignments: dict[Key, Assignment] = {}
         self.timers = Timers(clock, self._on_due)
         self._dirty: set[Key] = set()
+        self._counts: dict[str, int] = {}
+        self._counted_at = -1e9
         self._lock = asyncio.Lock()
         self._io = ThreadPoolExecutor(1, thread_name_prefix="patrol-store")
         self._store: PatrolStore | None = None
@@ -106,7 +110,19 @@ class PatrolRule:
             metrics.officers.labels(name).set_function(self._counter(name))
 
     def _counter(self, name: str) -> Callable[[], float]:
-        return lambda: sum(1 for p in self.patrols.values() if patrol_state(p) == name)
+        return lambda: self._state_counts().get(name, 0)
+
+    def _state_counts(self) -> dict[str, int]:
+        # One pass serves every label of a scrape.
+        now = time.monotonic()
+        if now - self._counted_at > 1.0:
+            counts: dict[str, int] = {}
+            for p in self.patrols.values():
+                name = patrol_state(p)
+                if name is not None:
+                    counts[name] = counts.get(name, 0) + 1
+            self._counts, self._counted_at = counts, now
+        return self._counts
 
     async def _run_io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
@@ -153,12 +169,14 @@ class PatrolRule:
         """New thresholds or grids, in force from now on; the state is kept."""
         self.cfg, self.grids = cfg, grids
         for key, p in self.patrols.items():
-            self.thresholds[key] = cfg.thresholds(p.city, p.grids, p.role)
-            self.timers.set(key, next_instant(p, self.thresholds[key]))
+            self._adopt(key, p)
 
     def _adopt(self, key: Key, p: st.Patrol) -> None:
         self.patrols[key] = p
         self.thresholds[key] = self.cfg.thresholds(p.city, p.grids, p.role)
+        self.assignments.pop(key, None)
+        if self.grids is not None and p.grids and not self.grids.unknown(p.grids):
+            self.assignments[key] = self.grids.assignment(p.grids)
         if p.device:
             self.devices[(p.city, p.device)] = key
         self.timers.set(key, next_instant(p, self.thresholds[key]))
@@ -203,8 +221,9 @@ class PatrolRule:
     def _on_fix(self, key: Key, p: st.Patrol, fix: Fix) -> None:
         th = self.thresholds[key]
         dist = None
-        if self.grids is not None and p.grids:
-            dist = self.grids.signed_distance_m(p.grids, fix.lon, fix.lat)
+        assignment = self.assignments.get(key)
+        if assignment is not None:
+            dist = assignment.signed_distance_m(fix.lon, fix.lat)
         st.on_fix(p, fix, th, dist)
         cov = self.coverage.get(key)
         if cov is not None and p.active and (fix.acc is None or fix.acc <= th.idle.max_acc):
@@ -287,12 +306,12 @@ class PatrolRule:
     async def _write_coverage(self, keys: set[Key]) -> None:
         out = []
         now = self.clock.now()
+        per_city: dict[str, list[tuple[float, float]]] = {}
         for key in keys:
             p, cov = self.patrols.get(key), self.coverage.get(key)
             if p is None or cov is None or p.watched_since is None:
                 continue
-            self.metrics.coverage.labels(p.city, p.officer).set(cov.share)
-            self.metrics.distance.labels(p.city, p.officer).set(cov.distance_m)
+            per_city.setdefault(p.city, []).append((cov.share, cov.distance_m))
             out.append(
                 PatrolCoverage(
                     p.city,
@@ -304,5 +323,8 @@ class PatrolRule:
                     now,
                 )
             )
+        for city, values in per_city.items():
+            self.metrics.coverage.labels(city).set(sum(v[0] for v in values) / len(values))
+            self.metrics.distance.labels(city).set(sum(v[1] for v in values) / len(values))
         if out and self.history is not None:
             await self.history.write(out)

@@ -20,7 +20,7 @@ _SITE_OPEN = frozenset({"dispatched", "accepted", "returned"})
 _SITE_DONE = frozenset({"resolved", "verified", "closed", "evaluated", "cancelled"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Patrol:
     """What is known about one officer on (or off) shift."""
 
@@ -80,7 +80,14 @@ def on_fix(p: Patrol, fix: Fix, th: Thresholds, signed_distance: float | None) -
         return
     p.last_good_fix = max(p.last_good_fix or fix.received_at, fix.received_at)
     point = (fix.ts, fix.lon, fix.lat)
-    bisect.insort(p.track, point)
+    i = bisect.bisect(p.track, point)
+    # One point per 1/24 of the window is plenty to tell standing from walking, and keeps
+    # the track (memory and the idle check) small: a close neighbour is replaced.
+    step = th.idle.window / 24
+    if 1 < i == len(p.track) and point[0] - p.track[i - 1][0] < step:
+        p.track[i - 1] = point
+    else:
+        p.track.insert(i, point)
     newest = p.track[-1][0]
     # Keep the window plus the last point before it, which says where the window began.
     cut = bisect.bisect_left(p.track, (newest - th.idle.window,)) - 1

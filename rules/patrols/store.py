@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,14 +22,13 @@ CREATE TABLE IF NOT EXISTS patrols (
 
 
 def to_doc(p: Patrol, coverage: dict[str, Any] | None) -> bytes:
-    doc = dataclasses.asdict(p)
-    doc["coverage"] = coverage
-    return orjson.dumps(doc)
+    # orjson serialises dataclasses itself, an order of magnitude faster than asdict().
+    return orjson.dumps({"patrol": p, "coverage": coverage})
 
 
 def from_doc(blob: bytes) -> tuple[Patrol, dict[str, Any] | None]:
-    doc = orjson.loads(blob)
-    coverage = doc.pop("coverage", None)
+    outer = orjson.loads(blob)
+    doc, coverage = outer["patrol"], outer.get("coverage")
     doc["grids"] = tuple(doc["grids"])
     doc["track"] = [tuple(pt) for pt in doc["track"]]
     doc["position"] = tuple(doc["position"]) if doc["position"] else None
