@@ -28,7 +28,7 @@ class Timers:
         clock: Clock,
         on_due: Callable[[list[tuple[Key, float]], float], Awaitable[None]],
         *,
-        batch: int = 10_000,
+        batch: int = 500,
     ) -> None:
         self.clock = clock
         self.on_due = on_due

@@ -11,7 +11,8 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+
+import orjson
 
 from citywatch.models import AlertEvent, CaseEvent
 from rules.cases.clock import Clock
@@ -37,25 +38,27 @@ class CaseState:
     def open(self) -> bool:
         return self.derived.open
 
-    def to_doc(self) -> dict[str, Any]:
-        """A JSON-able form, derived state included so that loading needs no replay."""
-        d = self.derived
-        return {
-            "city": self.city,
-            "case": self.case,
-            "history": self.history,
-            "info": dataclasses.asdict(self.info),
-            "lights": self.lights,
-            "derived": {
-                **{k: v for k, v in dataclasses.asdict(d).items() if k != "clocks"},
-                "clocks": [dataclasses.astuple(c) for c in d.clocks.values()],
-            },
-        }
+    def to_json(self) -> bytes:
+        """The stored form, derived state included so that loading needs no replay.
+
+        orjson serialises the dataclasses itself, much faster than ``asdict``.
+        """
+        return orjson.dumps(
+            {
+                "city": self.city,
+                "case": self.case,
+                "history": self.history,
+                "info": self.info,
+                "lights": self.lights,
+                "derived": self.derived,
+            }
+        )
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> CaseState:
+    def from_json(cls, blob: bytes) -> CaseState:
+        doc = orjson.loads(blob)
         raw = dict(doc["derived"])
-        clocks = {c[0]: Clock(*c) for c in raw.pop("clocks")}
+        clocks = {stage: Clock(**c) for stage, c in raw.pop("clocks").items()}
         return cls(
             doc["city"],
             doc["case"],

@@ -13,8 +13,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
 from rules.cases.state import CaseState
 
 SCHEMA = """
@@ -87,7 +85,7 @@ def _row(state: CaseState, next_at: float | None, due: Dues) -> tuple[object, ..
         d.disposal_used if d.resolved_at is not None else None,
         due.any_step,
         due.disposal,
-        orjson.dumps(state.to_doc()),
+        state.to_json(),
     )
 
 
@@ -131,13 +129,13 @@ class CaseStore:
         """Every open case with the instant of its next light."""
         cur = self.db.execute("SELECT state, next_at FROM cases WHERE open = 1")
         for blob, next_at in cur:
-            yield CaseState.from_doc(orjson.loads(blob)), next_at
+            yield CaseState.from_json(blob), next_at
 
     def get(self, city: str, case: str) -> CaseState | None:
         row = self.db.execute(
             "SELECT state FROM cases WHERE city = ? AND case_id = ?", (city, case)
         ).fetchone()
-        return None if row is None else CaseState.from_doc(orjson.loads(row[0]))
+        return None if row is None else CaseState.from_json(row[0])
 
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -151,7 +151,7 @@ def test_red_while_suspended_stays_red_until_the_step_completes() -> None:
 def test_state_round_trips_through_its_document() -> None:
     state, _ = run(ev("reported", 0, category="0101", grid="321202001001001"), ev("filed", 10))
     tick(state, T0 + 200, RP)
-    again = CaseState.from_doc(state.to_doc())
+    again = CaseState.from_json(state.to_json())
     assert again == state
 
 
