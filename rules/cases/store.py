@@ -8,11 +8,11 @@ restart needs no replay and no calendar arithmetic before the first timer.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from citywatch.sqlite import open_db
 from rules.cases.state import CaseState
 
 SCHEMA = """
@@ -106,12 +106,7 @@ class CaseStore:
     """Cases in SQLite. Not thread-safe: use it from one thread at a time."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives a crash of the process, not of the machine.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self.db = open_db(path, SCHEMA)
 
     def close(self) -> None:
         self.db.close()
