@@ -76,6 +76,9 @@ async def embedded_broker(port: int) -> AsyncIterator[str]:
         await broker.shutdown()
 
 
+OFFICERS = "citywatch_patrol_officers"
+
+
 def _sample(service: Service, name: str, **labels: str) -> float:
     return service.registry.get_sample_value(name, labels or None) or 0.0
 
@@ -89,7 +92,8 @@ def _fmt_bytes(n: float) -> str:
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    from citywatch.simulate import SimConfig, run_simulation
+    from citywatch.simulate import SimConfig, make_district, run_simulation
+    from citywatch.simulate.grid import write_geojson
 
     settings: Settings = load_settings(getattr(args, "config", None))
     external = os.environ.get("CITYWATCH_MQTT_URL")
@@ -112,8 +116,15 @@ async def run_demo(args: argparse.Namespace) -> int:
                 api_addr = settings.api.addr
             except OSError:
                 api_addr = f"{api_host}:0"
+        grids_file = settings.grids_file
+        if not grids_file:
+            # The simulated district's cells, so that the patrol rules have grids to check.
+            settings.data_path.mkdir(parents=True, exist_ok=True)
+            grids_file = str(settings.data_path / "demo-grids.geojson")
+            write_geojson(make_district(), grids_file)
         settings = dataclasses.replace(
             settings,
+            grids_file=grids_file,
             mqtt=dataclasses.replace(settings.mqtt, url=url, client_id="citywatch-demo"),
             api=dataclasses.replace(settings.api, addr=api_addr),
         )
@@ -158,6 +169,10 @@ async def run_demo(args: argparse.Namespace) -> int:
                     f"  | cases open {_sample(service, 'citywatch_cases_open'):4.0f}"
                     f" yellow {_sample(service, 'citywatch_case_steps_lit', light='yellow'):3.0f}"
                     f" red {_sample(service, 'citywatch_case_steps_lit', light='red'):3.0f}"
+                    f"  | officers idle {_sample(service, OFFICERS, state='idle'):3.0f}"
+                    f" out of grid {_sample(service, OFFICERS, state='out_of_grid'):3.0f}"
+                    f" gps lost {_sample(service, OFFICERS, state='gps_lost'):3.0f}"
+                    f" offline {_sample(service, OFFICERS, state='offline'):3.0f}"
                 )
                 print(line, flush=True)
                 if args.duration is not None and now - started >= args.duration:
