@@ -196,9 +196,15 @@ class CaseRule:
                 if out.refused is not None:
                     self.metrics.events.labels("refused").inc()
                     refused.append(ev)
+                    changed[key] = out.state  # the event is kept back in ``pending``
                     log.info("case %s: %s refused: %s", ev.case, ev.event, out.refused)
                     await self.rejects.reject(
-                        _rejected(ev, f"{ev.event}: {out.refused}"), _payload(ev)
+                        _rejected(
+                            ev,
+                            f"{ev.event}: {out.refused} (kept back: applied if the events "
+                            "it needs arrive late)",
+                        ),
+                        _payload(ev),
                     )
                     continue
                 if out.duplicate:

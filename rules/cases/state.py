@@ -33,6 +33,8 @@ class CaseState:
     info: CaseInfo = field(default_factory=CaseInfo)
     derived: Derived = field(default_factory=Derived)
     lights: dict[str, str] = field(default_factory=dict)
+    pending: list[Entry] = field(default_factory=list)
+    """Refused events kept back: each joins the history once the events it needs arrive."""
 
     @property
     def open(self) -> bool:
@@ -51,6 +53,7 @@ class CaseState:
                 "info": self.info,
                 "lights": self.lights,
                 "derived": self.derived,
+                "pending": self.pending,
             }
         )
 
@@ -66,6 +69,7 @@ class CaseState:
             CaseInfo(**doc["info"]),
             Derived(clocks=clocks, **raw),
             dict(doc["lights"]),
+            [tuple(e) for e in doc.get("pending", [])],
         )
 
 
@@ -106,18 +110,41 @@ def apply(state: CaseState | None, ev: CaseEvent, now: float, rp: Replayer) -> O
     entry: Entry = (ev.ts, ev.event, ev.extend)
     if state is None:
         state = CaseState(ev.city, ev.case)
-    if entry in state.history:
+    if entry in state.history or entry in state.pending:
         return Outcome(state, [], duplicate=True)
-    history = list(state.history)
-    bisect.insort(history, entry, key=_order)
     info = dataclasses.replace(state.info)
     info.update(ev)
     try:
-        derived = rp.replay(history, info)
+        history, derived = _insert(state.history, entry, info, rp)
     except Impossible as exc:
-        return Outcome(state, [], refused=str(exc))
-    new = CaseState(state.city, state.case, history, info, derived, dict(state.lights))
+        # Kept back, bounded: an event it needs may still arrive (a handheld was offline).
+        pending = [*state.pending, entry][-MAX_PENDING:]
+        kept = dataclasses.replace(state, pending=pending)
+        return Outcome(kept, [], refused=str(exc))
+    pending = list(state.pending)
+    progress = True
+    while progress and pending:
+        progress = False
+        for held in list(pending):
+            try:
+                history, derived = _insert(history, held, info, rp)
+            except Impossible:
+                continue
+            pending.remove(held)
+            progress = True
+    new = CaseState(state.city, state.case, history, info, derived, dict(state.lights), pending)
     return Outcome(new, diff_lights(new, now, rp))
+
+
+MAX_PENDING = 16
+
+
+def _insert(
+    history: list[Entry], entry: Entry, info: CaseInfo, rp: Replayer
+) -> tuple[list[Entry], Derived]:
+    out = list(history)
+    bisect.insort(out, entry, key=_order)
+    return out, rp.replay(out, info)
 
 
 def tick(state: CaseState, now: float, rp: Replayer) -> list[AlertEvent]:

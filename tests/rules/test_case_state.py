@@ -130,7 +130,8 @@ def test_impossible_transitions_are_refused_and_state_kept() -> None:
     state, _ = run(ev("reported", 0), ev("filed", 10), ev("dispatched", 20), ev("closed", 50))
     for bad in (ev("filed", 60), ev("returned", 70), ev("resumed", 80), ev("reported", 90)):
         o = apply(state, bad, bad.ts, RP)
-        assert o.refused and o.state is state
+        assert o.refused and o.state.history == state.history and o.state.derived is state.derived
+        assert o.state.pending[-1] == (bad.ts, bad.event, None)
     cancelled, _ = run(ev("reported", 0), ev("cancelled", 5))
     o = apply(cancelled, ev("filed", 10), T0 + 10, RP)
     assert o.refused and "cancelled" in o.refused
@@ -183,3 +184,14 @@ def test_events_with_the_same_ts_apply_in_step_order() -> None:
         ev("resolved", 300),
     )
     assert b.derived.status == "verified" and b.derived.resolved_at == T0 + 300
+
+
+def test_an_event_refused_for_want_of_an_earlier_one_applies_when_that_arrives() -> None:
+    state, _ = run(ev("reported", 0), ev("filed", 10), ev("dispatched", 20))
+    early = apply(state, ev("returned", 450), T0 + 450, RP)
+    assert early.refused and early.state.pending == [(T0 + 450, "returned", None)]
+    late = apply(early.state, ev("resolved", 400), T0 + 460, RP)
+    assert late.refused is None and late.state.pending == []
+    assert late.state.derived.status == "returned" and late.state.derived.reworks == 1
+    again = CaseState.from_json(late.state.to_json())
+    assert again == late.state
