@@ -59,10 +59,11 @@ class CaseInfo:
     lon: float | None = None
     officer: str | None = None
 
-    def update(self, ev: CaseEvent) -> None:
+    def update(self, ev: CaseEvent, *, only_missing: bool = False) -> None:
+        """Take the event's fields; ``only_missing`` for an event older than the latest one."""
         for name in ("category", "grid", "unit", "lat", "lon", "officer"):
             value = getattr(ev, name)
-            if value is not None:
+            if value is not None and not (only_missing and getattr(self, name) is not None):
                 setattr(self, name, value)
         if ev.urgent:
             self.urgent = True
@@ -84,6 +85,10 @@ class Derived:
     cancelled_at: float | None = None
     disposal_used: float = 0.0
     late_clocks: int = 0
+    disposal_late: bool = False
+    """Some disposal round (a returned case has several) ran over its limit."""
+    disposal_overdue_at: float | None = None
+    """When an earlier disposal round went overdue (the current round's clock says its own)."""
 
     @property
     def final(self) -> bool:
@@ -123,6 +128,10 @@ class Replayer:
                 d.late_clocks += 1
             if stage == "disposal":
                 d.disposal_used += c.used
+                if not c.on_time:
+                    d.disposal_late = True
+                    if c.overdue_at is not None and d.disposal_overdue_at is None:
+                        d.disposal_overdue_at = c.overdue_at
 
     def _stop_all(self, d: Derived, ts: float, keep: tuple[str, ...] = ()) -> None:
         for stage in list(d.clocks):

@@ -113,7 +113,8 @@ def apply(state: CaseState | None, ev: CaseEvent, now: float, rp: Replayer) -> O
     if entry in state.history or entry in state.pending:
         return Outcome(state, [], duplicate=True)
     info = dataclasses.replace(state.info)
-    info.update(ev)
+    # Fields are the latest by ts: a late, older event only fills what is missing.
+    info.update(ev, only_missing=bool(state.history) and ev.ts < state.history[-1][0])
     try:
         history, derived = _insert(state.history, entry, info, rp)
     except Impossible as exc:
@@ -199,6 +200,10 @@ def overdue_instants(state: CaseState, rp: Replayer) -> tuple[float | None, floa
             first = t
         if stage == "disposal":
             disposal = t
+    earlier = state.derived.disposal_overdue_at
+    if earlier is not None:
+        disposal = earlier if disposal is None else min(disposal, earlier)
+        first = earlier if first is None else min(first, earlier)
     return first, disposal
 
 

@@ -81,7 +81,7 @@ def _row(state: CaseState, next_at: float | None, due: Dues) -> tuple[object, ..
         d.reworks,
         d.extensions,
         d.late_clocks,
-        None if disposal is None or disposal.active else int(disposal.on_time),
+        None if disposal is None or disposal.active else int(not d.disposal_late),
         d.disposal_used if d.resolved_at is not None else None,
         due.any_step,
         due.disposal,

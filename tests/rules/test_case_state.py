@@ -195,3 +195,25 @@ def test_an_event_refused_for_want_of_an_earlier_one_applies_when_that_arrives()
     assert late.state.derived.status == "returned" and late.state.derived.reworks == 1
     again = CaseState.from_json(late.state.to_json())
     assert again == late.state
+
+
+def test_a_late_first_disposal_round_is_remembered_after_rework() -> None:
+    state, _ = run(
+        ev("reported", 0),
+        ev("filed", 10),
+        ev("dispatched", 20),
+        ev("resolved", 1500),
+        ev("returned", 1550),
+        ev("resolved", 1600),
+    )
+    d = state.derived
+    assert d.disposal_late and d.disposal_overdue_at == T0 + 1020
+    assert d.clocks["disposal"].on_time, "the second round was on time"
+
+
+def test_fields_are_the_latest_by_ts_not_by_arrival() -> None:
+    state, _ = run(
+        ev("dispatched", 20, unit="unit-b"),
+        ev("reported", 0, unit="intake", grid="321202001001001"),
+    )
+    assert state.info.unit == "unit-b" and state.info.grid == "321202001001001"
