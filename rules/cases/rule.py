@@ -181,7 +181,8 @@ class CaseRule:
             return
         async with self._lock:
             store = self._require_store()
-            unknown = {(e.city, e.case) for e in events} - self.states.keys()
+            # difference() probes the dict; ``- keys()`` would walk every open case per write.
+            unknown = {(e.city, e.case) for e in events}.difference(self.states)
             known: dict[Key, CaseState | None] = {}
             if unknown:
                 known = await self._run_io(lambda: {k: store.get(*k) for k in unknown})

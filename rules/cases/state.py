@@ -61,7 +61,13 @@ class CaseState:
     def from_json(cls, blob: bytes) -> CaseState:
         doc = orjson.loads(blob)
         raw = dict(doc["derived"])
-        clocks = {stage: Clock(**c) for stage, c in raw.pop("clocks").items()}
+        stored = raw.pop("clocks")
+        # Stores written by earlier versions hold clocks as a list of field tuples.
+        clocks = (
+            {c[0]: Clock(*c) for c in stored}
+            if isinstance(stored, list)
+            else {stage: Clock(**c) for stage, c in stored.items()}
+        )
         return cls(
             doc["city"],
             doc["case"],
