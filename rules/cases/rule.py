@@ -42,7 +42,7 @@ from rules.cases.state import (
 )
 from rules.cases.store import CaseStore, Dues
 from rules.events import AlertSink
-from rules.scheduler import Timers
+from citywatch.scheduler import Timers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from citywatch.clock import ManualClock, SystemClock
-from rules.scheduler import Timers
+from citywatch.scheduler import Timers
 
 
 async def _never(due: list[tuple[object, float]], now: float) -> None:
