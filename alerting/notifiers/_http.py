@@ -11,7 +11,7 @@ import datetime
 import re
 import time
 import zoneinfo
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -162,6 +162,25 @@ class Endpoint:
             return
         retryable = reply.status >= 500 or reply.status == 429
         raise self.error(f"HTTP {reply.status}: {excerpt(reply.text)}", retryable=retryable)
+
+    def check_vendor(
+        self, reply: Reply, codes: Sequence[str], messages: Sequence[str], rate_limited: Set[int]
+    ) -> None:
+        """Raise unless a 2xx answer carries vendor code 0 in the first of ``codes`` present.
+
+        A code in ``rate_limited`` is retryable whatever the HTTP status; any other
+        nonzero code, or an answer without one, is a refusal.
+        """
+        code = vendor_code(reply.body, *codes)
+        if code is not None and code in rate_limited:
+            raise self.error(f"{codes[0]} {code}: rate limited", retryable=True)
+        self.check_status(reply)
+        if code is None:
+            raise self.error(f"not a robot answer: {excerpt(reply.text)}", retryable=False)
+        if code != 0:
+            body = reply.body
+            msg = next((str(body[m]) for m in messages if body.get(m)), "")
+            raise self.error(f"{codes[0]} {code}: {excerpt(msg)}", retryable=False)
 
 
 def excerpt(text: str, limit: int = 200) -> str:

@@ -1,0 +1,62 @@
+"""企业微信 (WeCom) group robot: one markdown message per batch.
+
+The robot's URL carries its key (``.../cgi-bin/webhook/send?key=...``); it answers
+``{"errcode": 0, "errmsg": "ok"}``. A robot takes 20 messages a minute and answers
+45009 beyond that (retryable); any other errcode is a refusal. Markdown content is
+at most 4096 UTF-8 bytes, so a long batch lists what fits and says how many are left.
+WeCom markdown cannot @ everyone, so ``mention_all_on`` has no effect here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from alerting.notifiers._http import (
+    Endpoint,
+    fields,
+    fit,
+    link,
+    severity_mark,
+    title,
+)
+from alerting.notifiers.base import Notification
+from alerting.notifiers.config import WebhookConfig
+
+MAX_BYTES = 4096
+RATE_LIMITED = frozenset({45009})
+
+
+def block(n: Notification, external_url: str | None = None) -> str:
+    """One alert as WeCom markdown: a coloured headline and quoted field lines."""
+    color = "info" if n.status == "resolved" else "warning"
+    head = f'**<font color="{color}">{severity_mark(n)}</font> {n.summary}**'
+    lines = [head, *(f'> {k}：<font color="comment">{v}</font>' for k, v in fields(n))]
+    url = link(external_url, n)
+    if url:
+        lines.append(f"[查看详情]({url})")
+    return "\n".join(lines)
+
+
+def payload(alerts: Sequence[Notification], external_url: str | None = None) -> dict[str, Any]:
+    """The robot message for a batch, its content cut to :data:`MAX_BYTES`."""
+    blocks = [block(n, external_url) for n in alerts]
+    content = fit(f"### {title(alerts)}", blocks, "", MAX_BYTES)
+    return {"msgtype": "markdown", "markdown": {"content": content}}
+
+
+class WeComNotifier:
+    """Posts a batch to a WeCom group robot as one markdown message."""
+
+    def __init__(self, cfg: WebhookConfig, session: aiohttp.ClientSession) -> None:
+        self.cfg = cfg
+        self._endpoint = Endpoint(session, cfg.url, timeout=cfg.timeout, label="wecom")
+
+    async def notify(self, alerts: Sequence[Notification]) -> None:
+        """Deliver ``alerts`` in one message or raise :class:`NotifyError`."""
+        if not alerts:
+            return
+        reply = await self._endpoint.post(payload(alerts, self.cfg.external_url))
+        self._endpoint.check_vendor(reply, ("errcode",), ("errmsg",), RATE_LIMITED)
