@@ -23,15 +23,18 @@ from alerting.notifiers.base import Notification, NotifyError
 from alerting.notifiers.config import LINK_FIELDS
 
 MASK = "***"
-# A path segment that follows one of these is the token of a hook URL (Feishu, Slack, ...).
+# A path segment is a token if it looks like one, or follows one of these (Feishu, Slack)...
 _HOOK_SEGMENTS = frozenset({"hook", "hooks", "webhook", "webhooks", "services"})
-_TOKENISH = re.compile(r"(?=.*\d)[A-Za-z0-9_\-]{16,}|[A-Za-z0-9_\-]{32,}")
+_TOKENISH = re.compile(r"(?=.*\d)[A-Za-z0-9_\-]{16,}|[A-Za-z0-9_\-]{20,}")
+# ... and is at least this long (so that ``webhook/send`` stays readable).
+_MIN_HOOK_TOKEN = 8
 # Shorter strings are not scrubbed from text: blanking "1" everywhere would garble it.
 _MIN_SECRET = 6
 
 
 def _token_segment(prev: str, segment: str) -> bool:
-    return prev.lower() in _HOOK_SEGMENTS or bool(_TOKENISH.fullmatch(segment))
+    after_hook = prev.lower() in _HOOK_SEGMENTS and len(segment) >= _MIN_HOOK_TOKEN
+    return after_hook or bool(_TOKENISH.fullmatch(segment))
 
 
 def redact_url(url: str) -> str:
