@@ -15,9 +15,9 @@ import base64
 import datetime
 import hashlib
 import hmac
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import time as wall_clock  # bound now: tests shift the senders' time.time
 from typing import Any
 
 from aiohttp import web
@@ -82,6 +82,7 @@ class FakeVendors:
         app.router.add_post("/open-apis/bot/v2/hook/{token}", feishu)
         app.router.add_post("/alertmanager/webhook", self._handler("alertmanager", _check_am))
         app.router.add_post("/api/annotations", self._handler("grafana", _check_grafana))
+        app.router.add_post("/portal", _portal)
         return app
 
     def _handler(self, vendor: str, check: Callable[[FakeVendors, web.Request, Any], None]) -> Any:
@@ -121,6 +122,11 @@ class FakeVendors:
         return web.Response(text="")
 
 
+async def _portal(request: web.Request) -> web.Response:
+    """Something that is not a robot but answers 200, such as a captive portal."""
+    return web.Response(text="<html>请先登录</html>", content_type="text/html")
+
+
 def _vendor_error(vendor: str, code: int, msg: str) -> web.Response:
     if vendor in ("wecom", "dingtalk"):
         return web.json_response({"errcode": code, "errmsg": msg})
@@ -158,7 +164,7 @@ def _check_dingtalk(fv: FakeVendors, request: web.Request, body: Any) -> None:
     if "timestamp" in request.query or fv.dingtalk_signed:
         ts = request.query.get("timestamp", "")
         sign = request.query.get("sign", "")  # aiohttp has already URL-decoded it
-        if not ts.isdigit() or abs(int(ts) - time.time() * 1000) > HOUR_MS:
+        if not ts.isdigit() or abs(int(ts) - wall_clock() * 1000) > HOUR_MS:
             raise _refuse("dingtalk", 310000, "timestamp invalid")
         if not hmac.compare_digest(sign, dingtalk_sign(DINGTALK_SECRET, ts)):
             raise _refuse("dingtalk", 310000, "sign not match")
@@ -182,7 +188,7 @@ def _check_feishu(fv: FakeVendors, request: web.Request, body: Any) -> None:
         raise _refuse("feishu", 19001, "param invalid: incoming webhook access token invalid")
     if "sign" in body or fv.feishu_signed:
         ts = body.get("timestamp")
-        if not isinstance(ts, str) or not ts.isdigit() or abs(int(ts) - time.time()) > 3600:
+        if not isinstance(ts, str) or not ts.isdigit() or abs(int(ts) - wall_clock()) > 3600:
             raise _refuse("feishu", 19021, "sign match fail or timestamp is not within one hour")
         if not hmac.compare_digest(str(body.get("sign")), feishu_sign(FEISHU_SECRET, ts)):
             raise _refuse("feishu", 19021, "sign match fail or timestamp is not within one hour")

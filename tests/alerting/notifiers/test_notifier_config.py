@@ -83,14 +83,15 @@ def test_grafana_defaults_and_refusals() -> None:
         None,
         None,
     )
-    for changes, key in [
+    refusals: list[tuple[dict[str, Any], str]] = [
         ({"token": ""}, "grafana.token"),
         ({"url": "grafana:3000"}, "grafana.url"),
         ({"tags": [""]}, "grafana.tags[0]"),
         ({"panel_id": 0}, "grafana.panel_id"),
         ({"dashboard_uid": ""}, "grafana.dashboard_uid"),
         ({"timeout": "10m"}, "grafana.timeout"),
-    ]:
+    ]
+    for changes, key in refusals:
         with pytest.raises(ConfigError) as info:
             load_section(GrafanaConfig, {**raw, **changes}, "grafana")
         assert info.value.key == key
