@@ -154,6 +154,34 @@ class AlertEvent(NamedTuple):
         return f"{base}:{step}" if step else base
 
 
+class AlertChange(NamedTuple):
+    """An alert's lifecycle changed: the alert history alerting writes to InfluxDB.
+
+    ``change`` is ``opened``, ``reopened``, ``updated``, ``notified``,
+    ``escalated``, ``reminded``, ``acknowledged``, ``resolved``; ``receivers``
+    lists whom the change was told to (comma-separated), ``by`` and ``note``
+    who acknowledged and why.
+    """
+
+    alert_id: int
+    fingerprint: str
+    rule: str
+    severity: str
+    status: str
+    change: str
+    city: str
+    subject_kind: str
+    subject: str
+    at: float
+    step: int = 0
+    grid: str | None = None
+    unit: str | None = None
+    officer: str | None = None
+    receivers: str = ""
+    by: str | None = None
+    note: str | None = None
+
+
 class CaseKpi(NamedTuple):
     """The case KPIs (CJ/T 292 绩效评价) of a city or one responsible unit for one period.
 
@@ -184,7 +212,8 @@ class PatrolCoverage(NamedTuple):
 
 
 Record = (
-    Fix
+    AlertChange
+    | Fix
     | Heartbeat
     | DeviceStatus
     | ShiftEvent

@@ -1,1 +1,1 @@
-"""Notifiers: one small module per channel behind the :class:`~alerting.notifiers.base.Notifier` contract."""
+"""Notifiers: one small module per channel behind one contract (:mod:`.base`)."""

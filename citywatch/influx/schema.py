@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from citywatch.influx.lineprotocol import FieldValue, encode, escape_name
 from citywatch.models import (
+    AlertChange,
     AlertEvent,
     CaseEvent,
     CaseKpi,
@@ -164,6 +165,30 @@ def alert_line(r: AlertEvent) -> str:
     )
 
 
+def alert_change_line(r: AlertChange) -> str:
+    """The ``alert`` point: one change in an alert's lifecycle."""
+    fields: dict[str, FieldValue | None] = {
+        "alert_id": r.alert_id,
+        "status": r.status,
+        "fingerprint": r.fingerprint,
+        "subject": r.subject,
+        "subject_kind": r.subject_kind,
+        "step": r.step,
+        "grid": r.grid,
+        "unit": r.unit,
+        "officer": r.officer,
+        "receivers": r.receivers or None,
+        "by": r.by,
+        "note": r.note,
+    }
+    return encode(
+        "alert",
+        {"city": r.city, "rule": r.rule, "severity": r.severity, "change": r.change},
+        fields,
+        _spread(r.at, f"{r.alert_id}:{r.change}:{r.step}"),
+    )
+
+
 def kpi_line(r: CaseKpi) -> str:
     """The ``case_kpi`` point, at the period's start: a recomputation overwrites it."""
     fields: dict[str, FieldValue | None] = {"as_of": float(r.as_of), **r.values}
@@ -191,6 +216,7 @@ def coverage_line(r: PatrolCoverage) -> str:
 ENCODERS: dict[type, Callable[..., str]] = {
     PatrolCoverage: coverage_line,
     AlertEvent: alert_line,
+    AlertChange: alert_change_line,
     Fix: fix_line,
     Heartbeat: heartbeat_line,
     DeviceStatus: status_line,

@@ -1,0 +1,210 @@
+"""The delivery stage: the one place with retries, backoff, batching and giving up.
+
+Deliveries come from the store's outbox (committed with the alert change that
+caused them) and are grouped by destination, a receiver and a channel
+(``mqtt``, ``webhook:0``, ``grafana``). Each destination has one task that
+sends its deliveries in order, in batches: a destination that is down backs
+off (exponentially, with jitter, up to ``backoff_max``) without holding up the
+others, and gets exactly its pending deliveries once it is back. A
+notification that is refused (not retryable) or older than ``give_up_after``
+is marked failed. Deduplication is by key: the store drops a delivery it
+already holds, and the key travels as the notification's ``id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from alerting.config import DeliveryConfig
+from alerting.metrics import AlertingMetrics
+from alerting.notifiers.base import Notification, Notifier, NotifyError
+from alerting.store import Delivery
+from citywatch.aio import cancel_and_wait
+from citywatch.clock import Clock
+
+log = logging.getLogger(__name__)
+
+Destination = tuple[str, str]
+"""(receiver, channel)."""
+NotifierFor = Callable[[str, str], Notifier | None]
+RunIO = Callable[..., Awaitable[Any]]
+
+
+def decode(payload: bytes) -> Notification:
+    """A notification back from its stored JSON."""
+    doc = orjson.loads(payload)
+    subject = doc.pop("subject")
+    doc["subject_kind"], doc["subject_id"] = subject["kind"], subject["id"]
+    return Notification(**doc)
+
+
+def is_first(key: str) -> bool:
+    """Whether a delivery is an alert's first notification (``<id>-1-fire0-<receiver>``)."""
+    return "-1-fire0-" in key
+
+
+@dataclass
+class _Queue:
+    items: deque[Delivery] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    attempts: int = 0
+    task: asyncio.Task[None] | None = None
+
+
+class Outbox:
+    """Delivers the outbox's notifications; an async context manager owning its tasks."""
+
+    def __init__(
+        self,
+        cfg: DeliveryConfig,
+        notifier_for: NotifierFor,
+        run_io: RunIO,
+        store: Any,
+        metrics: AlertingMetrics,
+        clock: Clock,
+        *,
+        on_delivered: Callable[[list[Delivery], float], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.notifier_for = notifier_for
+        self.run_io = run_io
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.on_delivered = on_delivered
+        self._queues: dict[Destination, _Queue] = {}
+        self._closing = False
+
+    async def __aenter__(self) -> Outbox:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closing = True
+        await cancel_and_wait([q.task for q in self._queues.values()])
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [q.task for q in self._queues.values() if q.task is not None]
+
+    def pending(self) -> int:
+        return sum(len(q.items) for q in self._queues.values())
+
+    def add(self, deliveries: Iterable[Delivery]) -> None:
+        """Queue deliveries (already committed to the outbox) for their destinations."""
+        for d in deliveries:
+            dest = (d.receiver, d.channel)
+            q = self._queues.get(dest)
+            if q is None:
+                q = self._queues[dest] = _Queue()
+            q.items.append(d)
+            q.wake.set()
+            if q.task is None and not self._closing:
+                q.task = asyncio.create_task(
+                    self._run(dest, q), name=f"deliver-{dest[0]}-{dest[1]}"
+                )
+        self.metrics.outbox.set(self.pending())
+
+    async def _run(self, dest: Destination, q: _Queue) -> None:
+        receiver, channel = dest
+        while True:
+            if not q.items:
+                q.wake.clear()
+                await q.wake.wait()
+                continue
+            head = q.items[0]
+            wait = head.due_at - self.clock.now()
+            if wait > 0:
+                q.wake.clear()
+                try:
+                    async with asyncio.timeout(min(wait, 1.0)):
+                        await q.wake.wait()
+                except TimeoutError:
+                    pass
+                continue
+            batch = [q.items[i] for i in range(min(len(q.items), self.cfg.batch_max))]
+            await self._send(receiver, channel, q, batch)
+
+    async def _send(self, receiver: str, channel: str, q: _Queue, batch: list[Delivery]) -> None:
+        notifier = self.notifier_for(receiver, channel)
+        if notifier is None:
+            await self._fail(q, batch, f"channel {channel} of {receiver} is not configured")
+            return
+        try:
+            await notifier.notify([decode(d.payload) for d in batch])
+        except NotifyError as exc:
+            if exc.retryable:
+                await self._retry(q, batch, channel, str(exc))
+            else:
+                await self._fail(q, batch, str(exc))
+            return
+        except Exception as exc:  # a notifier's bug must not stop delivery to the others
+            log.exception("notifier %s for %s failed", channel, receiver)
+            await self._fail(q, batch, f"internal error: {type(exc).__name__}")
+            return
+        now = self.clock.now()
+        for _ in batch:
+            q.items.popleft()
+        q.attempts = 0
+        await self.run_io(self.store.delivered, [d.key for d in batch], now)
+        self.metrics.sent.labels(channel).inc(len(batch))
+        for d in batch:
+            if is_first(d.key):
+                self.metrics.delay.observe(max(0.0, now - d.created_at))
+        if self.on_delivered is not None:
+            self.on_delivered(batch, now)
+        self.metrics.outbox.set(self.pending())
+
+    async def _retry(self, q: _Queue, batch: list[Delivery], channel: str, error: str) -> None:
+        now = self.clock.now()
+        q.attempts += 1
+        delay = min(self.cfg.backoff_max, self.cfg.backoff_initial * 2 ** (q.attempts - 1))
+        delay *= random.uniform(0.8, 1.2)
+        expired = [d for d in batch if now - d.created_at >= self.cfg.give_up_after]
+        if expired:
+            await self._fail(q, expired, f"gave up after {self.cfg.give_up_after:.0f}s: {error}")
+        keep = [d for d in batch if d not in expired]
+        for d in keep:
+            d.attempts += 1
+            d.due_at = now + delay
+            d.last_error = error
+        if keep:
+            await self.run_io(
+                self.store.retry, [(d.key, d.attempts, d.due_at, error) for d in keep]
+            )
+        self.metrics.retried.labels(channel).inc(len(keep))
+        log.warning(
+            "delivery to %s over %s failed (%s); %d waiting, next try in %.1fs",
+            batch[0].receiver,
+            channel,
+            error,
+            len(q.items),
+            delay,
+        )
+
+    async def _fail(self, q: _Queue, batch: list[Delivery], error: str) -> None:
+        keys = {d.key for d in batch}
+        q.items = deque(d for d in q.items if d.key not in keys)
+        await self.run_io(self.store.failed, [(d.key, d.attempts + 1, error) for d in batch])
+        self.metrics.failed.labels(batch[0].channel).inc(len(batch))
+        log.error(
+            "gave up %d notification(s) to %s over %s: %s",
+            len(batch),
+            batch[0].receiver,
+            batch[0].channel,
+            error,
+        )
+        self.metrics.outbox.set(self.pending())

@@ -1,0 +1,239 @@
+"""Durable alerting state: alerts, their history, silences and the notification outbox.
+
+One SQLite file in the data directory. A change to an alert and the
+notifications it causes are committed in one transaction, so a crash either
+loses both (the rule raises the condition again after a restart) or keeps both
+(the outbox delivers after the restart). Use a store from one thread at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from alerting.model import Alert
+from alerting.silences import Silence
+from citywatch.sqlite import open_db
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts (fingerprint, id);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status, updated_at);
+CREATE TABLE IF NOT EXISTS history (
+    alert_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    change TEXT NOT NULL,
+    detail BLOB
+);
+CREATE INDEX IF NOT EXISTS history_alert ON history (alert_id, at);
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY,
+    ends_at REAL NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    receiver TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    due_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, created_at);
+"""
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One notification for one receiver over one channel, waiting in the outbox."""
+
+    key: str
+    alert_id: int
+    receiver: str
+    channel: str
+    payload: bytes
+    created_at: float
+    due_at: float
+    attempts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class Change:
+    """What one step of the lifecycle writes: the alert, a history line, new deliveries."""
+
+    alert: Alert
+    change: str
+    at: float
+    detail: dict[str, Any] | None = None
+    deliveries: Sequence[Delivery] = ()
+
+
+class AlertStore:
+    """Alerts, history, silences and the outbox in SQLite."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = open_db(path, SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- alerts -----------------------------------------------------------------
+
+    def commit(self, changes: Sequence[Change]) -> list[str]:
+        """Write ``changes`` in one transaction; returns the keys of deliveries new to the outbox.
+
+        A delivery whose key is already in the outbox is a repeat (a rule raising
+        the same condition again after a restart) and is dropped.
+        """
+        if not changes:
+            return []
+        added: list[str] = []
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO alerts (id, fingerprint, status, updated_at, doc) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+                " updated_at = excluded.updated_at, doc = excluded.doc",
+                [
+                    (c.alert.id, c.alert.fingerprint, c.alert.status, c.at, c.alert.to_json())
+                    for c in changes
+                ],
+            )
+            self.db.executemany(
+                "INSERT INTO history (alert_id, at, change, detail) VALUES (?,?,?,?)",
+                [
+                    (c.alert.id, c.at, c.change, orjson.dumps(c.detail) if c.detail else None)
+                    for c in changes
+                ],
+            )
+            for c in changes:
+                for d in c.deliveries:
+                    cur = self.db.execute(
+                        "INSERT OR IGNORE INTO outbox (key, alert_id, receiver, channel, payload,"
+                        " created_at, due_at) VALUES (?,?,?,?,?,?,?)",
+                        (
+                            d.key,
+                            d.alert_id,
+                            d.receiver,
+                            d.channel,
+                            d.payload,
+                            d.created_at,
+                            d.due_at,
+                        ),
+                    )
+                    if cur.rowcount:
+                        added.append(d.key)
+        return added
+
+    def max_id(self) -> int:
+        row = self.db.execute("SELECT MAX(id) FROM alerts").fetchone()
+        return int(row[0] or 0)
+
+    def load_current(self, resolved_since: float) -> Iterator[Alert]:
+        """Open alerts, and alerts resolved since ``resolved_since`` (they may reopen)."""
+        for (blob,) in self.db.execute(
+            "SELECT doc FROM alerts WHERE status != 'resolved' OR updated_at >= ? ORDER BY id",
+            (resolved_since,),
+        ):
+            yield Alert.from_json(blob)
+
+    def get(self, alert_id: int) -> Alert | None:
+        row = self.db.execute("SELECT doc FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        return Alert.from_json(row[0]) if row else None
+
+    def history(self, alert_id: int) -> list[tuple[float, str, dict[str, Any] | None]]:
+        return [
+            (at, change, orjson.loads(detail) if detail else None)
+            for at, change, detail in self.db.execute(
+                "SELECT at, change, detail FROM history WHERE alert_id = ? ORDER BY rowid",
+                (alert_id,),
+            )
+        ]
+
+    # -- silences ---------------------------------------------------------------
+
+    def save_silence(self, s: Silence) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO silences (id, ends_at, doc) VALUES (?,?,?)",
+                (s.id, s.ends_at, orjson.dumps(s.to_json())),
+            )
+
+    def load_silences(self, ended_since: float) -> list[Silence]:
+        return [
+            Silence.from_json(orjson.loads(doc))
+            for (doc,) in self.db.execute(
+                "SELECT doc FROM silences WHERE ends_at >= ?", (ended_since,)
+            )
+        ]
+
+    # -- the outbox -------------------------------------------------------------
+
+    def pending(self) -> Iterator[Delivery]:
+        for row in self.db.execute(
+            "SELECT key, alert_id, receiver, channel, payload, created_at, due_at, attempts,"
+            " last_error FROM outbox WHERE state = 'pending' ORDER BY created_at"
+        ):
+            yield Delivery(*row)
+
+    def delivered(self, keys: Iterable[str], at: float) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
+                " WHERE key = ?",
+                [(at, k) for k in keys],
+            )
+
+    def retry(self, rows: Iterable[tuple[str, int, float, str]]) -> None:
+        """``(key, attempts, due_at, error)`` for deliveries to try again later."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "UPDATE outbox SET attempts = ?, due_at = ?, last_error = ? WHERE key = ?",
+                [(n, due, err, k) for k, n, due, err in rows],
+            )
+
+    def failed(self, rows: Iterable[tuple[str, int, str]]) -> None:
+        """``(key, attempts, error)`` for deliveries given up."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "UPDATE outbox SET state = 'failed', attempts = ?, last_error = ? WHERE key = ?",
+                [(n, err, k) for k, n, err in rows],
+            )
+
+    def outbox_rows(self, alert_id: int) -> list[dict[str, Any]]:
+        cols = ("key", "receiver", "channel", "state", "attempts", "last_error", "sent_at")
+        return [
+            dict(zip(cols, row, strict=True))
+            for row in self.db.execute(
+                f"SELECT {', '.join(cols)} FROM outbox WHERE alert_id = ? ORDER BY created_at",
+                (alert_id,),
+            )
+        ]
+
+    def prune(self, before: float) -> int:
+        """Forget delivered and failed notifications older than ``before``."""
+        with self.db:
+            cur = self.db.execute(
+                "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", (before,)
+            )
+            self.db.execute("DELETE FROM silences WHERE ends_at < ?", (before,))
+        return cur.rowcount

@@ -1,0 +1,75 @@
+"""Notification text for people: Chinese, short enough for a phone's lock screen.
+
+What, where, how long: ``【红灯】案件 C-1024 处置超时 2小时05分 · 网格 320102001 · 鼓楼区城管``.
+A rule's own summary (the patrol rules write one) is used as the "what".
+"""
+
+from __future__ import annotations
+
+from alerting.model import Alert
+
+SEVERITY = {"yellow": "黄灯", "red": "红灯", "critical": "紧急"}
+STATUS = {"firing": "告警", "acknowledged": "已确认", "resolved": "已恢复"}
+STEP = {
+    "filing": "立案",
+    "dispatch": "派遣",
+    "acceptance": "接单",
+    "disposal": "处置",
+    "verification": "核查",
+    "closing": "结案",
+}
+RULE = {
+    "case_warning": "即将超时",
+    "case_overdue": "超时",
+    "patrol_idle": "原地停留",
+    "patrol_out_of_grid": "离开责任网格",
+    "patrol_gps_lost": "GPS信号丢失",
+    "device_offline": "终端离线",
+}
+
+
+def duration_zh(seconds: float) -> str:
+    """``2小时05分``, ``12分``, ``3天4小时``."""
+    minutes = int(max(0.0, seconds) // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}天{hours}小时"
+    if hours:
+        return f"{hours}小时{mins:02d}分"
+    return f"{mins}分"
+
+
+def what(a: Alert) -> str:
+    """The condition in a few words, with the subject."""
+    if a.subject_kind == "case":
+        step = STEP.get(a.labels.get("step", ""), a.labels.get("step", ""))
+        return f"案件 {a.subject} {step}{RULE.get(a.rule, a.rule)}"
+    if a.summary:
+        return a.summary
+    return f"{a.subject} {RULE.get(a.rule, a.rule)}"
+
+
+def summary(a: Alert, severity: str, status: str, now: float) -> str:
+    """One line: severity, what, how long, where (and who acknowledged)."""
+    parts = [f"【{SEVERITY.get(severity, severity)}】{what(a)}"]
+    if a.subject_kind == "case":
+        deadline = a.values.get("deadline")
+        end = a.ends_at if status == "resolved" and a.ends_at is not None else now
+        if deadline is not None and a.rule == "case_overdue":
+            parts[0] += f" {duration_zh(end - deadline)}"
+        elif deadline is not None and status != "resolved":
+            parts[0] += f"，剩余 {duration_zh(deadline - now)}"
+    elif not a.summary:
+        parts[0] += f" {duration_zh(now - a.starts_at)}"
+    grid = a.labels.get("grid")
+    if grid:
+        parts.append(f"网格 {grid}")
+    unit = a.labels.get("unit")
+    if unit:
+        parts.append(unit)
+    if status == "acknowledged" and a.ack_by:
+        parts.append(f"{a.ack_by} 已确认")
+    elif status == "resolved":
+        parts.append("已恢复")
+    return " · ".join(parts)
