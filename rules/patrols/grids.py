@@ -135,6 +135,11 @@ class Assignment:
         self._gx, self._gy = float(lo[0]), float(lo[1])
         self._inv_s, self._nx, self._ny = 1 / s, nx, ny
 
+    @property
+    def frame(self) -> tuple[float, float, float, float]:
+        """(lon0, lat0, kx, ky) of the local frame of :attr:`edges`: x = kx (lon - lon0)."""
+        return self._lon0, self._lat0, self._kx, self._ky
+
     def signed_distance_m(self, lon: float, lat: float) -> float:
         """Metres from (lon, lat) to the union's boundary: negative inside, positive outside.
 
@@ -313,6 +318,10 @@ class Grids:
     def unknown(self, codes: Iterable[str]) -> list[str]:
         """The codes (sorted, once each) that are not cells of this grid."""
         return sorted({code for code in codes if code not in self._cells})
+
+    def polygons(self, code: str) -> tuple[Polygon, ...]:
+        """The polygons of the cell ``code``; ``KeyError`` for an unknown code."""
+        return self._cells[code]
 
     def centroid(self, code: str) -> tuple[float, float]:
         """(lon, lat) of the cell's area centroid; ``KeyError`` for an unknown code."""

@@ -2,39 +2,52 @@
 
 Judged on how far the officer moved over the window (the spread of accurate
 fixes around their centre), not on reported speed, which handhelds get wrong:
-drift within the radius is not movement, a slow walk leaves it.
+drift within the radius is not movement, a slow walk leaves it. Vectorised over
+slots: the ring holds the window and the last point before it.
 """
 
 from __future__ import annotations
 
-import math
+import numpy as np
 
-from citywatch.geo import EARTH_RADIUS_M, haversine_m
-from rules.patrols.config import Thresholds
-from rules.patrols.state import Patrol
+from citywatch.geo import haversine_m
+from rules.patrols.fleet import Fleet, Floats, Idx
+from rules.patrols.track import M_PER_DEG
 
 
-def idle_since(p: Patrol, th: Thresholds, now: float) -> float | None:
-    """The fix time since which the officer has been idle, or None."""
-    track = p.track
-    cfg = th.idle
-    if not p.active or len(track) < 2:
-        return None
-    start = track[-1][0] - cfg.window
-    if track[0][0] > start or (p.watched_since is not None and track[0][0] < p.watched_since):
-        return None  # not watched for a whole window yet
-    n = len(track)
-    lon = sum(pt[1] for pt in track) / n
-    lat = sum(pt[2] for pt in track) / n
-    # Metres per degree near the centre: exact enough within a few hundred metres.
-    ky = EARTH_RADIUS_M * math.pi / 180
-    kx = ky * math.cos(math.radians(lat))
-    r2 = cfg.radius * cfg.radius
-    for _, plon, plat in track:
-        dx, dy = (plon - lon) * kx, (plat - lat) * ky
-        if dx * dx + dy * dy > r2:
-            return None
-    for slon, slat in p.sites.values():
-        if haversine_m(lon, lat, slon, slat) <= cfg.radius:
-            return None  # at the site of a case the officer is handling: that is work
-    return start
+def idle_since(f: Fleet, idx: Idx, now: float) -> Floats:
+    """Per slot, the fix time since which the officer has been idle, or NaN."""
+    out = np.full(len(idx), np.nan)
+    # Only slots with two points or more can be idle; most walkers are cut here cheaply.
+    cand = idx[f.active(idx) & (f.count[idx] >= 2)]
+    if not len(cand):
+        return out
+    t = f.ring_t[cand]
+    start = f.t_last[cand] - f.window[cand]
+    with np.errstate(invalid="ignore"):
+        anchor = np.where(t <= start[:, None], t, -np.inf).max(axis=1)
+        watched = f.watched_since[cand]
+        # Not watched for a whole window yet, or the window reaches back before the watch.
+        covered = (anchor > -np.inf) & ~(anchor < watched)
+        valid = t >= anchor[:, None]
+    n = valid.sum(axis=1)
+    x = np.where(valid, f.ring_x[cand], np.float32(0))
+    y = np.where(valid, f.ring_y[cand], np.float32(0))
+    cx = x.sum(axis=1) / np.maximum(n, 1)
+    cy = y.sum(axis=1) / np.maximum(n, 1)
+    r = f.radius[cand]
+    d2 = (x - cx[:, None].astype(np.float32)) ** 2 + (y - cy[:, None].astype(np.float32)) ** 2
+    still = ~((d2 > (r * r)[:, None]) & valid).any(axis=1)
+    idle = covered & (n >= 2) & still
+    for i in np.flatnonzero(idle & f.has_sites[cand]).tolist():
+        slot = int(cand[i])
+        olat = float(f.origin_lat[slot])
+        lat = olat + float(cy[i]) / M_PER_DEG
+        lon = float(f.origin_lon[slot]) + float(cx[i]) / (M_PER_DEG * np.cos(np.radians(olat)))
+        for slon, slat in f.sites.get(slot, {}).values():
+            if haversine_m(lon, lat, slon, slat) <= float(r[i]):
+                idle[i] = False  # at the site of a case the officer is handling: that is work
+                break
+    pos = np.flatnonzero(f.active(idx) & (f.count[idx] >= 2))
+    out[pos] = np.where(idle, start, np.nan)
+    return out

@@ -2,16 +2,18 @@
 
 A state, not an edge: it holds from the first fix outside, whether or not a
 border was crossed while watched, and ends only once the officer is back inside
-by more than the buffer (see :func:`rules.patrols.state.on_fix`).
+by more than the buffer (see :func:`rules.patrols.state.apply_fixes`).
 """
 
 from __future__ import annotations
 
-from rules.patrols.config import Thresholds
-from rules.patrols.state import Patrol
+import numpy as np
+
+from rules.patrols.fleet import Fleet, Floats, Idx
 
 
-def out_of_grid_since(p: Patrol, th: Thresholds, now: float) -> float | None:
-    if not p.active or not p.outside or p.out_since is None or p.newest_fix is None:
-        return None
-    return p.out_since if p.newest_fix - p.out_since >= th.out_of_grid.after else None
+def out_of_grid_since(f: Fleet, idx: Idx, now: float) -> Floats:
+    """Per slot, the fix time since which the officer has been outside, or NaN."""
+    since = f.out_since[idx]
+    held = f.active(idx) & f.outside[idx] & (f.newest_fix[idx] - since >= f.out_after[idx])
+    return np.where(held, since, np.nan)

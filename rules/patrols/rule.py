@@ -1,22 +1,30 @@
 """The patrol rule: the stateful wrapper around the pure rules of :mod:`rules.patrols`.
 
 A sink for records: shifts, fixes, heartbeats, statuses and case events update
-each officer's :class:`Patrol`; the touched officers are evaluated at once, and
-a timer per officer fires at the instant a liveness condition would start.
-Alert flags are saved as soon as they change; tracks and coverage every few
-seconds (a crash loses at most those seconds of track, never a flag).
+the officers' slots in the :class:`~rules.patrols.fleet.Fleet`; the officers a
+batch touched are evaluated at once, vectorised. A ticker evaluates the rules
+that come true by time alone (GPS lost, offline) over every slot, waking at the
+earliest instant one of them could start. Alert flags are saved as soon as they
+change; tracks and coverage every few seconds (a crash loses at most those
+seconds of track, never a flag). Saving copies the slots' rows on the event
+loop and writes them in the store's own thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
+
+import numpy as np
+import orjson
 
 from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
@@ -32,35 +40,40 @@ from citywatch.models import (
 )
 from citywatch.sink import Sink
 from rules.events import AlertSink
+from rules.patrols import coverage, legacy
 from rules.patrols import state as st
-from rules.patrols.config import PatrolsConfig, Thresholds
-from rules.patrols.evaluate import evaluate
-from rules.patrols.grids import Assignment, Coverage, Grids
-from rules.patrols.liveness import next_instant
+from rules.patrols.config import PatrolsConfig
+from rules.patrols.evaluate import TIMED, evaluate
+from rules.patrols.fleet import RULE_NAMES, Fleet, Idx
+from rules.patrols.geometry import AssignmentTable
+from rules.patrols.grids import Grids
+from rules.patrols.liveness import next_instants
 from rules.patrols.metrics import PatrolMetrics
-from rules.patrols.store import PatrolStore, from_doc, to_doc
-from rules.scheduler import Timers
+from rules.patrols.store import PatrolStore, SaveJob
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 Key = tuple[str, str]
 STATES = ("patrolling", "idle", "out_of_grid", "gps_lost", "offline", "on_break")
+# Most serious first: the state shown for an officer is the first whose rule fires.
 _STATE_OF = {
     "device_offline": "offline",
     "patrol_gps_lost": "gps_lost",
     "patrol_out_of_grid": "out_of_grid",
     "patrol_idle": "idle",
 }
+_MAX_SLEEP = 1.0  # wake at least this often, so that a step of the wall clock is noticed
+_TICK_BATCH = 2000  # timed evaluations per turn, so that writes interleave
 
 
-def patrol_state(p: st.Patrol) -> str | None:
+def patrol_state(f: Fleet, slot: int) -> str | None:
     """The officer's state for people: the most serious condition that holds."""
-    if not p.on_shift:
+    if slot < 0 or not f.on_shift[slot]:
         return None
-    if p.on_break:
+    if f.on_break[slot]:
         return "on_break"
+    firing = int(f.firing[slot])
     for rule, name in _STATE_OF.items():
-        if rule in p.firing:
+        if firing & (1 << RULE_NAMES.index(rule)):
             return name
     return "patrolling"
 
@@ -92,16 +105,23 @@ class PatrolRule:
         self.clock = clock
         self.flush_interval = flush_interval
         self.coverage_interval = coverage_interval
-        self.patrols: dict[Key, st.Patrol] = {}
-        self.devices: dict[tuple[str, str], Key] = {}
-        self.thresholds: dict[Key, Thresholds] = {}
-        self.coverage: dict[Key, Coverage] = {}
-        # Kept per officer for the shift: the grids' own cache is bounded, officers are not.
-        self.assignments: dict[Key, Assignment] = {}
-        self.timers = Timers(clock, self._on_due)
-        self._dirty: set[Key] = set()
+        self.fleet = Fleet()
+        self.table = AssignmentTable(grids) if grids is not None else None
+        self.officers: dict[Key, st.Officer] = {}
+        self.by_slot: list[st.Officer | None] = []
+        """The officer in each slot of the fleet."""
+        self.devices: dict[tuple[str, str], st.Officer] = {}
+        self._grid_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._dirty: set[int] = set()
+        self._docs: set[Key] = set()
+        self._cleared: set[Key] = set()
+        self._deleted: set[Key] = set()
+        self._layout: Any = None
+        self._drop_v1 = False
         self._counts: dict[str, int] = {}
         self._counted_at = -1e9
+        self._next_due = math.inf
+        self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._io = ThreadPoolExecutor(1, thread_name_prefix="patrol-store")
         self._store: PatrolStore | None = None
@@ -116,36 +136,84 @@ class PatrolRule:
         # One pass serves every label of a scrape.
         now = time.monotonic()
         if now - self._counted_at > 1.0:
-            counts: dict[str, int] = {}
-            for p in self.patrols.values():
-                name = patrol_state(p)
-                if name is not None:
-                    counts[name] = counts.get(name, 0) + 1
+            f = self.fleet
+            idx = f.live()
+            idx = idx[f.on_shift[idx]]
+            firing, brk = f.firing[idx], f.on_break[idx]
+            left = ~brk
+            counts = {"on_break": int(brk.sum())}
+            for rule, name in _STATE_OF.items():
+                has = left & ((firing & (1 << RULE_NAMES.index(rule))) != 0)
+                counts[name] = int(has.sum())
+                left &= ~has
+            counts["patrolling"] = int(left.sum())
             self._counts, self._counted_at = counts, now
         return self._counts
 
-    async def _run_io(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+    def officer(self, city: str, officer: str) -> st.Officer | None:
+        """What is known about an officer (on shift, or off shift with open case sites)."""
+        return self.officers.get((city, officer))
+
+    def state_of(self, city: str, officer: str) -> str | None:
+        """The officer's state (see :data:`STATES`), or None when off shift."""
+        o = self.officers.get((city, officer))
+        return patrol_state(self.fleet, o.slot) if o is not None else None
 
     # -- lifecycle --------------------------------------------------------------
 
     async def __aenter__(self) -> PatrolRule:
         t0 = time.perf_counter()
-        self._store = await self._run_io(PatrolStore, self.store_path)
+        loop = asyncio.get_running_loop()
+        self._store = await loop.run_in_executor(self._io, PatrolStore, self.store_path)
         store = self._store
-        blobs = await self._run_io(lambda: list(store.load()))
-        for blob in blobs:
-            p, cov = from_doc(blob)
-            key = (p.city, p.officer)
-            self._adopt(key, p)
-            if cov is not None and self.grids is not None:
-                self.coverage[key] = Coverage.from_doc(self.grids, cov)
-        log.info("restored %d officers in %.2fs", len(blobs), time.perf_counter() - t0)
+        rows, layout = await loop.run_in_executor(self._io, lambda: (store.load(), store.layout()))
+        v1 = await loop.run_in_executor(self._io, lambda: list(store.load_v1()))
+        self._restore(rows, layout, v1)
+        log.info(
+            "restored %d officers (%d on shift) in %.2fs",
+            len(self.officers),
+            len(self.fleet),
+            time.perf_counter() - t0,
+        )
         self._tasks = [
-            asyncio.create_task(self.timers.run(), name="patrol-timers"),
+            asyncio.create_task(self._ticker(), name="patrol-ticker"),
             asyncio.create_task(self._flusher(), name="patrol-flush"),
         ]
         return self
+
+    def _restore(
+        self, rows: list[tuple[bytes, bytes | None]], layout: Any, v1: list[bytes]
+    ) -> None:
+        f = self.fleet
+        slots, blobs = [], []
+        for doc, blob in rows:
+            o = st.Officer.from_doc(orjson.loads(doc))
+            if blob is not None and layout is not None:
+                o.slot = f.alloc()
+                slots.append(o.slot)
+                blobs.append(blob)
+            self._add(o)
+        if slots:
+            f.unpack(slots, blobs, layout)
+        covs = []
+        for blob in v1:
+            o, cov = legacy.restore_v1(f, blob, self.table)
+            if (o.city, o.officer) in self.officers:
+                if o.slot >= 0:
+                    f.free(o.slot)
+                continue
+            self._add(o)
+            self._docs.add((o.city, o.officer))
+            covs.append((o, cov))
+        self._drop_v1 = bool(v1)
+        for o in self.officers.values():
+            self._adopt(o)
+        for o, cov in covs:
+            if cov is not None and o.slot >= 0 and self.table is not None:
+                legacy.restore_coverage(f, o.slot, cov, self.table)
+        current = orjson.loads(orjson.dumps(f.dtype().descr))
+        # A new layout, or officers from version 1: every row is written again, with the layout.
+        self._layout = current if layout == current and not v1 else None
 
     async def __aexit__(
         self,
@@ -155,10 +223,12 @@ class PatrolRule:
     ) -> None:
         async with self._lock:
             await cancel_and_wait(self._tasks)
-            await self._flush(set(self.patrols))
-            await self._write_coverage(set(self.coverage))
+            self._dirty.update(int(s) for s in self.fleet.live())
+            done = self._submit_save(self._dirty)
+            await self._write_coverage(self._on_shift_slots())
+        await done
         if self._store is not None:
-            await self._run_io(self._store.close)
+            await asyncio.get_running_loop().run_in_executor(self._io, self._store.close)
         self._io.shutdown(wait=True)
 
     @property
@@ -167,164 +237,319 @@ class PatrolRule:
 
     def reconfigure(self, cfg: PatrolsConfig, grids: Grids | None) -> None:
         """New thresholds or grids, in force from now on; the state is kept."""
+        if grids is not self.grids:
+            self.table = AssignmentTable(grids) if grids is not None else None
         self.cfg, self.grids = cfg, grids
-        for key, p in self.patrols.items():
-            self._adopt(key, p)
+        for o in self.officers.values():
+            self._adopt(o)
+        self._wake.set()
 
-    def _adopt(self, key: Key, p: st.Patrol) -> None:
-        self.patrols[key] = p
-        self.thresholds[key] = self.cfg.thresholds(p.city, p.grids, p.role)
-        self.assignments.pop(key, None)
-        if self.grids is not None and p.grids and not self.grids.unknown(p.grids):
-            self.assignments[key] = self.grids.assignment(p.grids)
-        if p.device:
-            self.devices[(p.city, p.device)] = key
-        self.timers.set(key, next_instant(p, self.thresholds[key]))
+    def _add(self, o: st.Officer) -> None:
+        self.officers[(o.city, o.officer)] = o
+        o.grids = self._grid_sets.setdefault(o.grids, o.grids)
+        if o.slot >= 0:
+            while len(self.by_slot) <= o.slot:
+                self.by_slot.extend([None] * max(1024, len(self.by_slot)))
+            self.by_slot[o.slot] = o
+            if o.device:
+                self.devices[(o.city, o.device)] = o
+
+    def _adopt(self, o: st.Officer) -> None:
+        """Thresholds, cells and case sites of an officer's slot, from the current config."""
+        s = o.slot
+        if s < 0:
+            return
+        f = self.fleet
+        st.set_thresholds(f, s, self.cfg.thresholds(o.city, o.grids, o.role))
+        f.assign[s] = -1
+        if self.table is not None and o.grids and not self.table.grids.unknown(o.grids):
+            f.assign[s] = self.table.id_of(o.grids)
+            words = (self.table.max_cells + 63) // 64
+            if words > f.visited.shape[1]:
+                f.widen_visited(words)
+                self._layout = None  # every row is written again in the new layout
+        st.link_sites(f, o)
 
     # -- the sink ---------------------------------------------------------------
 
     async def write(self, records: Sequence[Record]) -> None:
         """Apply the observations among ``records``; evaluate the officers they touched."""
-        touched: dict[Key, float] = {}
+        done = None
         async with self._lock:
-            for r in records:
-                key = self._observe(r)
-                if key is not None:
-                    received = getattr(r, "received_at", 0.0)
-                    touched[key] = max(touched.get(key, 0.0), received)
+            touched = self._observe(records)
             if touched:
-                await self._evaluate(touched)
+                done = await self._evaluate(touched)
+        if done is not None:
+            await done
 
-    def _observe(self, r: Record) -> Key | None:
-        if isinstance(r, Fix | Heartbeat | DeviceStatus):
-            key = self.devices.get((r.city, r.device))
-            p = self.patrols.get(key) if key is not None else None
-            if key is None or p is None or p.device != r.device:
-                return None
-            if isinstance(r, Fix):
-                self._on_fix(key, p, r)
-            elif isinstance(r, Heartbeat):
-                st.on_heartbeat(p, r)
-            else:
-                st.on_status(p, r)
-            return key
-        if isinstance(r, ShiftEvent):
-            return self._on_shift(r)
-        if isinstance(r, CaseEvent) and r.officer:
-            ckey = (r.city, r.officer)
-            patrol = self.patrols.get(ckey)
-            if patrol is not None:
-                st.on_case(patrol, r)
-                return ckey
-        return None
+    def _observe(self, records: Sequence[Record]) -> dict[int, float]:
+        f, devices = self.fleet, self.devices
+        touched: dict[int, float] = {}
+        fs: list[int] = []
+        ft: list[float] = []
+        flon: list[float] = []
+        flat: list[float] = []
+        frec: list[float] = []
+        facc: list[float] = []
+        nan = math.nan
+        for r in records:
+            if isinstance(r, Fix | Heartbeat | DeviceStatus):
+                o = devices.get((r.city, r.device))
+                if o is None or o.slot < 0 or o.device != r.device:
+                    continue
+                s = o.slot
+                if isinstance(r, Fix):
+                    fs.append(s)
+                    ft.append(r.ts)
+                    flon.append(r.lon)
+                    flat.append(r.lat)
+                    frec.append(r.received_at)
+                    facc.append(nan if r.acc is None else r.acc)
+                elif isinstance(r, Heartbeat):
+                    st.on_heartbeat(f, s, r)
+                else:
+                    st.on_status(f, s, r)
+                if touched.get(s, -math.inf) < r.received_at:
+                    touched[s] = r.received_at
+            elif isinstance(r, ShiftEvent):
+                # Fixes before a shift event are applied first: a start empties the track.
+                self._apply_fixes(fs, ft, flon, flat, frec, facc)
+                fs, ft, flon, flat, frec, facc = [], [], [], [], [], []
+                slot = self._on_shift(r)
+                if slot >= 0:
+                    touched[slot] = max(touched.get(slot, -math.inf), r.received_at)
+            elif isinstance(r, CaseEvent) and r.officer:
+                o = self.officers.get((r.city, r.officer))
+                if o is not None and st.on_case(o, r):
+                    st.link_sites(f, o)
+                    self._docs.add((o.city, o.officer))
+                    if o.slot >= 0:
+                        touched[o.slot] = max(touched.get(o.slot, -math.inf), r.received_at)
+                    elif not o.sites:
+                        self._forget(o)
+        self._apply_fixes(fs, ft, flon, flat, frec, facc)
+        return touched
 
-    def _on_fix(self, key: Key, p: st.Patrol, fix: Fix) -> None:
-        th = self.thresholds[key]
-        dist = None
-        assignment = self.assignments.get(key)
-        if assignment is not None:
-            dist = assignment.signed_distance_m(fix.lon, fix.lat)
-        st.on_fix(p, fix, th, dist)
-        cov = self.coverage.get(key)
-        if cov is not None and p.active and (fix.acc is None or fix.acc <= th.idle.max_acc):
-            cov.add(fix.lon, fix.lat, fix.ts)
+    def _apply_fixes(
+        self,
+        fs: list[int],
+        ft: list[float],
+        flon: list[float],
+        flat: list[float],
+        frec: list[float],
+        facc: list[float],
+    ) -> None:
+        if not fs:
+            return
+        arr = np.array
+        st.apply_fixes(
+            self.fleet,
+            self.table,
+            arr(fs, dtype=np.intp),
+            arr(ft, dtype=np.float64),
+            arr(flon, dtype=np.float64),
+            arr(flat, dtype=np.float64),
+            arr(frec, dtype=np.float64),
+            arr(facc, dtype=np.float64),
+        )
 
-    def _on_shift(self, ev: ShiftEvent) -> Key:
+    def _on_shift(self, ev: ShiftEvent) -> int:
         key = (ev.city, ev.officer)
-        p = self.patrols.get(key) or st.Patrol(ev.city, ev.officer)
-        if ev.action == "start" and p.device and p.device != ev.device:
-            self.devices.pop((p.city, p.device), None)
-        st.on_shift(p, ev)
-        self._adopt(key, p)
+        o = self.officers.get(key)
+        f = self.fleet
         if ev.action == "start":
-            self.coverage.pop(key, None)
+            if o is None:
+                o = st.Officer(ev.city, ev.officer)
+            if o.device and o.device != ev.device:
+                self.devices.pop((o.city, o.device), None)
+            o.device, o.grids, o.lead, o.role = ev.device, ev.grids, ev.lead, ev.role
+            if o.slot < 0:
+                o.slot = f.alloc()
+            self._add(o)
+            self._adopt(o)
+            self._docs.add(key)
+            self._deleted.discard(key)
+            self._cleared.discard(key)
             if self.grids is not None:
-                unknown = self.grids.unknown(p.grids)
+                unknown = self.grids.unknown(o.grids)
                 if unknown:
-                    log.warning("officer %s: grid cells not in grids_file: %s", p.officer, unknown)
-                self.coverage[key] = Coverage(self.grids, p.grids)
-        return key
+                    log.warning("officer %s: grid cells not in grids_file: %s", o.officer, unknown)
+        elif o is None or o.slot < 0:
+            return -1
+        st.on_shift(f, o.slot, ev)
+        return o.slot
 
-    async def _evaluate(self, touched: dict[Key, float]) -> None:
+    async def _evaluate(self, touched: dict[int, float]) -> asyncio.Future[None] | None:
+        """Evaluate the touched slots; the save of changed flags, submitted, to wait for."""
+        idx = np.fromiter(touched, dtype=np.intp, count=len(touched))
         now = self.clock.now()
+        fired = evaluate(self.fleet, self.by_slot, idx, now)
+        self._dirty.update(touched)
+        nxt = np.nanmin(next_instants(self.fleet, idx), initial=math.inf)
+        if nxt < self._next_due:
+            self._next_due = nxt
+            self._wake.set()
+        ended = idx[~self.fleet.on_shift[idx]]
+        if len(ended):
+            await self._write_coverage(ended)
+            for s in ended.tolist():
+                self._retire(s)
+        if not fired:
+            return None
+        emitted = self.clock.now()
         events: list[AlertEvent] = []
-        flagged: set[Key] = set()
-        for key, received in touched.items():
-            p = self.patrols[key]
-            th = self.thresholds[key]
-            fired = evaluate(p, th, now)
-            if fired:
-                flagged.add(key)
-                events.extend(fired)
-                for e in fired:
-                    if e.status == "firing":
-                        self.metrics.delay.observe(max(0.0, time.time() - received))
-            nxt = next_instant(p, th)
-            # An instant already past changed nothing just now: only a new observation can.
-            self.timers.set(key, nxt if nxt is not None and nxt > now else None)
-            self._dirty.add(key)
-            if not p.on_shift:
-                await self._retire(key)
-        if events:
-            await self.alerts.emit(events)
-        if flagged:
-            # Flags are saved at once: a restart must not raise them again.
-            await self._flush(flagged)
+        flagged: set[int] = set()
+        for slot, e in fired:
+            events.append(e)
+            flagged.add(slot)
+            if e.status == "firing":
+                self.metrics.delay.observe(max(0.0, emitted - touched.get(slot, emitted)))
+        await self.alerts.emit(events)
+        # Flags are saved at once: a restart must not raise them again.
+        return self._submit_save(flagged)
 
-    async def _retire(self, key: Key) -> None:
-        """A shift ended: write its coverage once more and stop timing it."""
-        await self._write_coverage({key})
-        self.timers.set(key, None)
+    def _retire(self, slot: int) -> None:
+        """A shift ended: give the slot back; keep the officer only for their open case sites."""
+        o = self.by_slot[slot]
+        self.by_slot[slot] = None
+        self._dirty.discard(slot)
+        self.fleet.free(slot)
+        if o is None:
+            return
+        o.slot = -1
+        if o.device:
+            self.devices.pop((o.city, o.device), None)
+        if o.sites:
+            self._cleared.add((o.city, o.officer))
+        else:
+            self._forget(o)
 
-    async def _on_due(self, due: list[tuple[Any, float]], now: float) -> None:
-        async with self._lock:
-            await self._evaluate({key: at for key, at in due if key in self.patrols})
+    def _forget(self, o: st.Officer) -> None:
+        key = (o.city, o.officer)
+        self.officers.pop(key, None)
+        self._docs.discard(key)
+        self._cleared.discard(key)
+        self._deleted.add(key)
+
+    # -- time-driven rules --------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        while True:
+            done = None
+            more = False
+            async with self._lock:
+                done, more = await self._tick(self.clock.now())
+            if done is not None:
+                await done
+            if more:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            timeout = min(self._next_due - self.clock.now(), _MAX_SLEEP)
+            if timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+
+    async def _tick(self, now: float) -> tuple[asyncio.Future[None] | None, bool]:
+        """Evaluate GPS lost and offline where their instant has come; plan the next wake."""
+        f = self.fleet
+        idx = f.live()
+        inst = next_instants(f, idx)
+        due = idx[inst <= now]
+        later = inst[inst > now]
+        self._next_due = float(later.min()) if len(later) else math.inf
+        more = len(due) > _TICK_BATCH
+        due = due[:_TICK_BATCH]
+        if not len(due):
+            return None, False
+        fired = evaluate(f, self.by_slot, due, now, TIMED)
+        if more:
+            self._next_due = now
+        if not fired:
+            return None, more
+        await self.alerts.emit([e for _, e in fired])
+        return self._submit_save({s for s, _ in fired}), more
+
+    def full_pass(self, now: float) -> list[AlertEvent]:
+        """Every rule over every officer on shift (what the ticker does for the timed rules)."""
+        f = self.fleet
+        return [e for _, e in evaluate(f, self.by_slot, f.live(), now)]
 
     # -- persistence and coverage -----------------------------------------------
 
-    async def _flush(self, keys: set[Key]) -> None:
-        self._dirty -= keys
-        rows = []
-        for key in keys:
-            p = self.patrols.get(key)
-            if p is not None:
-                cov = self.coverage.get(key)
-                rows.append((p.city, p.officer, to_doc(p, cov.to_doc() if cov else None)))
-        if rows and self._store is not None:
-            await self._run_io(self._store.save, rows)
+    def _submit_save(self, slots: set[int]) -> asyncio.Future[None]:
+        """Copy the rows of ``slots`` (and pending docs and deletions) now; write them in the
+        store's thread. Submitted in order, so writes land in the order of their copies."""
+        f = self.fleet
+        self._dirty -= slots
+        live = [s for s in slots if self.by_slot[s] is not None]
+        idx = np.array(live, dtype=np.intp)
+        job = SaveJob()
+        if self._layout is None:
+            self._layout = f.dtype().descr
+            job.layout = self._layout
+            live = [int(s) for s in f.live()]
+            idx = np.array(live, dtype=np.intp)
+        job.packed, job.row_size = f.pack(idx)
+        job.keys = [(o.city, o.officer) for o in (self.by_slot[s] for s in live) if o is not None]
+        docs = [self.officers[k] for k in self._docs if k in self.officers]
+        job.docs = [(o.city, o.officer, orjson.dumps(o.to_doc())) for o in docs]
+        job.cleared, job.deleted = list(self._cleared), list(self._deleted)
+        job.drop_v1, self._drop_v1 = self._drop_v1, False
+        self._docs.clear()
+        self._cleared.clear()
+        self._deleted.clear()
+        store = self._store
+        if store is None or not job:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            fut.set_result(None)
+            return fut
+        return asyncio.wrap_future(self._io.submit(store.save, job))
 
     async def _flusher(self) -> None:
         last_coverage = time.monotonic()
         while True:
             await asyncio.sleep(self.flush_interval)
             async with self._lock:
-                await self._flush(set(self._dirty))
+                done = self._submit_save(set(self._dirty))
                 if time.monotonic() - last_coverage >= self.coverage_interval:
                     last_coverage = time.monotonic()
-                    await self._write_coverage({k for k, p in self.patrols.items() if p.on_shift})
+                    await self._write_coverage(self._on_shift_slots())
+            await done
 
-    async def _write_coverage(self, keys: set[Key]) -> None:
-        out = []
+    def _on_shift_slots(self) -> Idx:
+        f = self.fleet
+        idx = f.live()
+        return np.asarray(idx[f.on_shift[idx]], dtype=np.intp)
+
+    async def _write_coverage(self, idx: Idx) -> None:
+        f, table = self.fleet, self.table
+        idx = idx[(f.assign[idx] >= 0) & ~np.isnan(f.watched_since[idx])]
+        if table is None or not len(idx):
+            return
         now = self.clock.now()
-        per_city: dict[str, list[tuple[float, float]]] = {}
-        for key in keys:
-            p, cov = self.patrols.get(key), self.coverage.get(key)
-            if p is None or cov is None or p.watched_since is None:
-                continue
-            per_city.setdefault(p.city, []).append((cov.share, cov.distance_m))
-            out.append(
-                PatrolCoverage(
-                    p.city,
-                    p.officer,
-                    p.watched_since,
-                    len(cov.assigned),
-                    len(cov.visited),
-                    cov.distance_m,
-                    now,
-                )
-            )
-        for city, values in per_city.items():
-            self.metrics.coverage.labels(city).set(sum(v[0] for v in values) / len(values))
-            self.metrics.distance.labels(city).set(sum(v[1] for v in values) / len(values))
-        if out and self.history is not None:
+        assigned = np.array([len(c) for c in table.cells], dtype=np.int64)[f.assign[idx]]
+        visited = coverage.visited_count(f, idx)
+        share = visited / np.maximum(assigned, 1)
+        distance = f.distance[idx]
+        cities = [o.city if o is not None else "" for o in (self.by_slot[s] for s in idx.tolist())]
+        names, which = np.unique(np.array(cities, dtype=object), return_inverse=True)
+        n = np.bincount(which)
+        mean_share = np.bincount(which, weights=share) / n
+        mean_distance = np.bincount(which, weights=distance) / n
+        for k, city in enumerate(names.tolist()):
+            self.metrics.coverage.labels(city).set(float(mean_share[k]))
+            self.metrics.distance.labels(city).set(float(mean_distance[k]))
+        if self.history is None:
+            return
+        out = []
+        for s, a, v, d in zip(
+            idx.tolist(), assigned.tolist(), visited.tolist(), distance.tolist(), strict=True
+        ):
+            o = self.by_slot[s]
+            if o is not None:
+                ws = float(f.watched_since[s])
+                out.append(PatrolCoverage(o.city, o.officer, ws, a, v, d, now))
+        if out:
             await self.history.write(out)

@@ -1,5 +1,7 @@
-"""One officer's patrol state, and how each observation changes it.
+"""Officers, and how each observation changes their patrol state.
 
+Who an officer is (ids, cells, lead, role, case sites) is a small Python object;
+what is measured about them is a slot of the :class:`~rules.patrols.fleet.Fleet`.
 Movement is judged on the fixes' own times (a buffered upload of old fixes
 takes its place in the track); liveness on receive times (a heartbeat is not a
 fix, and a live connection is not a fresh position).
@@ -7,119 +9,196 @@ fix, and a live connection is not a fresh position).
 
 from __future__ import annotations
 
-import bisect
-from dataclasses import dataclass, field
+import math
+from typing import Any
 
-from citywatch.models import CaseEvent, DeviceStatus, Fix, Heartbeat, ShiftEvent
+import numpy as np
+
+from citywatch.models import CaseEvent, DeviceStatus, Heartbeat, ShiftEvent
+from rules.patrols import coverage
 from rules.patrols.config import Thresholds
-
-Point = tuple[float, float, float]
-"""(fix time, lon, lat)."""
+from rules.patrols.fleet import Fleet, Floats, Idx
+from rules.patrols.geometry import AssignmentTable
+from rules.patrols.track import add_points
 
 _SITE_OPEN = frozenset({"dispatched", "accepted", "returned"})
 _SITE_DONE = frozenset({"resolved", "verified", "closed", "evaluated", "cancelled"})
 
 
-@dataclass(slots=True)
-class Patrol:
-    """What is known about one officer on (or off) shift."""
+class Officer:
+    """Who an officer is; ``slot`` is their row in the fleet while on shift (else -1)."""
 
-    city: str
-    officer: str
-    device: str | None = None
-    grids: tuple[str, ...] = ()
-    lead: str | None = None
-    role: str | None = None
-    on_shift: bool = False
-    on_break: bool = False
-    watched_since: float | None = None
-    track: list[Point] = field(default_factory=list)
-    last_seen: float | None = None
-    last_good_fix: float | None = None
-    offline: bool = False
-    outside: bool = False
-    out_since: float | None = None
-    newest_fix: float | None = None
-    position: Point | None = None
-    sites: dict[str, tuple[float, float]] = field(default_factory=dict)
-    firing: dict[str, float] = field(default_factory=dict)
+    __slots__ = ("city", "device", "grids", "lead", "officer", "role", "sites", "slot")
 
-    @property
-    def active(self) -> bool:
-        """The rules apply only while the officer is on shift and not on a break."""
-        return self.on_shift and not self.on_break
+    def __init__(
+        self,
+        city: str,
+        officer: str,
+        device: str | None = None,
+        grids: tuple[str, ...] = (),
+        lead: str | None = None,
+        role: str | None = None,
+        sites: dict[str, tuple[float, float]] | None = None,
+        slot: int = -1,
+    ) -> None:
+        self.city, self.officer, self.device = city, officer, device
+        self.grids, self.lead, self.role = grids, lead, role
+        self.sites = sites
+        """Sites (lon, lat) of the open cases the officer handles, by case id; None if none."""
+        self.slot = slot
+
+    def to_doc(self) -> dict[str, Any]:
+        """A JSON-able form, for the store."""
+        return {
+            "city": self.city,
+            "officer": self.officer,
+            "device": self.device,
+            "grids": list(self.grids),
+            "lead": self.lead,
+            "role": self.role,
+            "sites": self.sites,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Officer:
+        sites = doc.get("sites") or None
+        return cls(
+            doc["city"],
+            doc["officer"],
+            doc.get("device"),
+            tuple(doc.get("grids") or ()),
+            doc.get("lead"),
+            doc.get("role"),
+            {k: (float(v[0]), float(v[1])) for k, v in sites.items()} if sites else None,
+        )
 
 
-def on_shift(p: Patrol, ev: ShiftEvent) -> None:
+def set_thresholds(f: Fleet, slot: int, th: Thresholds) -> None:
+    """Copy an officer's thresholds into their slot."""
+    f.window[slot] = th.idle.window
+    f.radius[slot] = th.idle.radius
+    f.max_acc[slot] = th.idle.max_acc
+    f.out_after[slot] = th.out_of_grid.after
+    f.buffer[slot] = th.out_of_grid.buffer
+    f.gps_after[slot] = th.gps_lost.after
+    f.offline_after[slot] = th.offline.after
+
+
+def on_shift(f: Fleet, slot: int, ev: ShiftEvent) -> None:
     """A shift or break starts or ends; the watch starts afresh when patrolling resumes."""
     if ev.action == "start":
-        p.on_shift, p.on_break = True, False
-        p.device, p.grids, p.lead, p.role = ev.device, ev.grids, ev.lead, ev.role
+        f.on_shift[slot], f.on_break[slot] = True, False
+        coverage.reset(f, slot)
     elif ev.action == "end":
-        p.on_shift = False
+        f.on_shift[slot] = False
     elif ev.action == "break_start":
-        p.on_break = True
+        f.on_break[slot] = True
     elif ev.action == "break_end":
-        p.on_break = False
+        f.on_break[slot] = False
     if ev.action in ("start", "break_end"):
-        p.watched_since = ev.received_at
-        p.track.clear()
-        p.outside, p.out_since, p.newest_fix = False, None, None
-        p.last_good_fix = p.last_seen = None
+        f.watched_since[slot] = ev.received_at
+        f.reset_track(slot)
+        f.outside[slot], f.out_since[slot], f.newest_fix[slot] = False, math.nan, math.nan
+        f.last_good_fix[slot] = f.last_seen[slot] = math.nan
 
 
-def on_fix(p: Patrol, fix: Fix, th: Thresholds, signed_distance: float | None) -> None:
-    """Add a fix: to the track if accurate enough, to the in/out state if it is the newest.
+def apply_fixes(
+    f: Fleet,
+    table: AssignmentTable | None,
+    slots: Idx,
+    ts: Floats,
+    lon: Floats,
+    lat: Floats,
+    received: Floats,
+    acc: Floats,
+) -> None:
+    """Add a batch of fixes (``acc`` NaN when not given); a slot may have several, in order.
 
-    ``signed_distance`` is metres from the assigned cells (negative inside), or None
-    when the officer has no known cells.
+    Every fix is a sign of life; an accurate one (within ``idle.max_acc``) goes into the
+    track, and, if it is the newest, decides whether the officer is in their cells.
     """
-    p.last_seen = max(p.last_seen or fix.received_at, fix.received_at)
-    good = fix.acc is None or fix.acc <= th.idle.max_acc
-    if not good:
+    np.fmax.at(f.last_seen, slots, received)
+    good = np.flatnonzero(~(acc > f.max_acc[slots]))
+    if not len(good):
         return
-    p.last_good_fix = max(p.last_good_fix or fix.received_at, fix.received_at)
-    point = (fix.ts, fix.lon, fix.lat)
-    i = bisect.bisect(p.track, point)
-    # One point per 1/24 of the window is plenty to tell standing from walking, and keeps
-    # the track (memory and the idle check) small: a close neighbour is replaced.
-    step = th.idle.window / 24
-    if 1 < i == len(p.track) and point[0] - p.track[i - 1][0] < step:
-        p.track[i - 1] = point
-    else:
-        p.track.insert(i, point)
-    newest = p.track[-1][0]
-    # Keep the window plus the last point before it, which says where the window began.
-    cut = bisect.bisect_left(p.track, (newest - th.idle.window,)) - 1
-    if cut > 0:
-        del p.track[:cut]
-    if p.newest_fix is not None and fix.ts <= p.newest_fix:
-        return  # an old fix from a buffer: placed in the track, not a change of state
-    p.newest_fix = fix.ts
-    p.position = point
-    if signed_distance is None:
+    slots, ts, lon, lat = slots[good], ts[good], lon[good], lat[good]
+    np.fmax.at(f.last_good_fix, slots, received[good])
+    # Fixes of one slot are applied in turn: round r takes each slot's r-th fix.
+    order = np.argsort(slots, kind="stable")
+    s_sorted = slots[order]
+    first = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+    for r in range(int(rank.max()) + 1):
+        sel = order[rank == r]
+        _apply_round(f, table, slots[sel], ts[sel], lon[sel], lat[sel])
+
+
+def _apply_round(
+    f: Fleet, table: AssignmentTable | None, s: Idx, t: Floats, lon: Floats, lat: Floats
+) -> None:
+    newest = f.newest_fix[s]
+    newer = np.isnan(newest) | (t > newest)
+    add_points(f, s, t, lon, lat)
+    n = s[newer]
+    f.newest_fix[n] = t[newer]
+    f.pos_ts[n], f.pos_lon[n], f.pos_lat[n] = t[newer], lon[newer], lat[newer]
+    if table is None:
         return
-    buffer = th.out_of_grid.buffer
-    if not p.outside and signed_distance > buffer:
-        p.outside, p.out_since = True, fix.ts
-    elif p.outside and signed_distance < -buffer:
-        p.outside, p.out_since = False, None
+    ids = f.assign[s]
+    active = f.active(s)
+    # An old fix from a buffer is placed in the track; it does not change the in/out state.
+    need = (ids >= 0) & (newer | active)
+    if not need.any():
+        return
+    k = np.flatnonzero(need)
+    dist, cell = table.locate(ids[k].astype(np.intp), lon[k], lat[k])
+    ks, kn, kt = s[k], newer[k], t[k]
+    out, buf = f.outside[ks], f.buffer[ks]
+    go_out = kn & ~out & (dist > buf)
+    go_in = kn & out & (dist < -buf)
+    f.outside[ks[go_out]], f.out_since[ks[go_out]] = True, kt[go_out]
+    f.outside[ks[go_in]], f.out_since[ks[go_in]] = False, math.nan
+    a = active[k]
+    coverage.add(f, ks[a], kt[a], lon[k][a], lat[k][a], cell[a])
 
 
-def on_heartbeat(p: Patrol, hb: Heartbeat) -> None:
-    p.last_seen = max(p.last_seen or hb.received_at, hb.received_at)
-    p.offline = False
+def on_heartbeat(f: Fleet, slot: int, hb: Heartbeat) -> None:
+    """A sign of life (not a position)."""
+    f.last_seen[slot] = np.fmax(f.last_seen[slot], hb.received_at)
+    f.offline[slot] = False
 
 
-def on_status(p: Patrol, st: DeviceStatus) -> None:
-    p.offline = not st.online
+def on_status(f: Fleet, slot: int, st: DeviceStatus) -> None:
+    """The handheld's retained connection status."""
+    f.offline[slot] = not st.online
     if st.online:
-        p.last_seen = max(p.last_seen or st.received_at, st.received_at)
+        f.last_seen[slot] = np.fmax(f.last_seen[slot], st.received_at)
 
 
-def on_case(p: Patrol, ev: CaseEvent) -> None:
-    """Track the sites of the open cases this officer handles (standing there is work)."""
-    if ev.event in _SITE_DONE:
-        p.sites.pop(ev.case, None)
-    elif ev.event in _SITE_OPEN and ev.lat is not None and ev.lon is not None:
-        p.sites[ev.case] = (ev.lon, ev.lat)
+def on_case(o: Officer, ev: CaseEvent) -> bool:
+    """Track the sites of the open cases this officer handles (standing there is work).
+
+    True if the sites changed.
+    """
+    if ev.event in _SITE_DONE and o.sites and ev.case in o.sites:
+        del o.sites[ev.case]
+        if not o.sites:
+            o.sites = None
+        return True
+    if ev.event in _SITE_OPEN and ev.lat is not None and ev.lon is not None:
+        if o.sites is None:
+            o.sites = {}
+        o.sites[ev.case] = (ev.lon, ev.lat)
+        return True
+    return False
+
+
+def link_sites(f: Fleet, o: Officer) -> None:
+    """Let the fleet see the officer's case sites (for the idle rule)."""
+    if o.slot < 0:
+        return
+    f.has_sites[o.slot] = bool(o.sites)
+    if o.sites:
+        f.sites[o.slot] = o.sites
+    else:
+        f.sites.pop(o.slot, None)

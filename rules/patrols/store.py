@@ -1,39 +1,53 @@
-"""Durable patrol state: SQLite in the data directory, one JSON row per officer."""
+"""Durable patrol state: SQLite in the data directory, one row per officer.
+
+Version 2: who the officer is as JSON (``doc``, rewritten only when it changes)
+and their slot's numbers as one fixed-size binary row (``state``, NULL while off
+shift), whose layout is kept in ``patrol_meta``. A store of version 1 (one JSON
+document per officer in the table ``patrols``) is read once by
+:meth:`PatrolStore.load_v1` and dropped in the transaction that saves them again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from citywatch.sqlite import open_db
-from rules.patrols.state import Patrol
 
+VERSION = 2
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS patrols (
+CREATE TABLE IF NOT EXISTS patrol_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS officers (
     city TEXT NOT NULL,
     officer TEXT NOT NULL,
-    state BLOB NOT NULL,
+    doc BLOB NOT NULL,
+    state BLOB,
     PRIMARY KEY (city, officer)
 );
 """
+Key = tuple[str, str]
 
 
-def to_doc(p: Patrol, coverage: dict[str, Any] | None) -> bytes:
-    # orjson serialises dataclasses itself, an order of magnitude faster than asdict().
-    return orjson.dumps({"patrol": p, "coverage": coverage})
+@dataclass
+class SaveJob:
+    """What to write, captured on the event loop; the rows are cut from ``packed`` here."""
 
+    docs: list[tuple[str, str, bytes]] = field(default_factory=list)
+    keys: list[Key] = field(default_factory=list)
+    packed: bytes = b""
+    row_size: int = 0
+    cleared: list[Key] = field(default_factory=list)
+    deleted: list[Key] = field(default_factory=list)
+    layout: Any = None
+    """The row layout of ``packed``, when it changed: recorded in the same transaction."""
+    drop_v1: bool = False
 
-def from_doc(blob: bytes) -> tuple[Patrol, dict[str, Any] | None]:
-    outer = orjson.loads(blob)
-    doc, coverage = outer["patrol"], outer.get("coverage")
-    doc["grids"] = tuple(doc["grids"])
-    doc["track"] = [tuple(pt) for pt in doc["track"]]
-    doc["position"] = tuple(doc["position"]) if doc["position"] else None
-    doc["sites"] = {k: tuple(v) for k, v in doc["sites"].items()}
-    return Patrol(**doc), coverage
+    def __bool__(self) -> bool:
+        return bool(self.docs or self.keys or self.cleared or self.deleted or self.layout)
 
 
 class PatrolStore:
@@ -41,22 +55,62 @@ class PatrolStore:
 
     def __init__(self, path: Path) -> None:
         self.db = open_db(path, SCHEMA)
+        self.db.execute(
+            "INSERT OR IGNORE INTO patrol_meta (key, value) VALUES ('version', ?)", (str(VERSION),)
+        )
 
     def close(self) -> None:
         self.db.close()
 
-    def save(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
-        data = list(rows)
-        if not data:
+    def layout(self) -> Any:
+        """The saved row layout (a numpy dtype description), or None."""
+        row = self.db.execute("SELECT value FROM patrol_meta WHERE key = 'layout'").fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def save(self, job: SaveJob) -> None:
+        """Write a :class:`SaveJob` in one transaction."""
+        if not job:
             return
+        n = job.row_size
+        buf = job.packed
+        states = [(buf[i * n : (i + 1) * n], c, o) for i, (c, o) in enumerate(job.keys)]
         with self.db:
             self.db.execute("BEGIN")
+            if job.layout is not None:
+                self.db.execute(
+                    "INSERT INTO patrol_meta (key, value) VALUES ('layout', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (orjson.dumps(job.layout).decode(),),
+                )
+            if job.drop_v1:
+                self.db.execute("DROP TABLE IF EXISTS patrols")
             self.db.executemany(
-                "INSERT INTO patrols (city, officer, state) VALUES (?, ?, ?)"
-                " ON CONFLICT (city, officer) DO UPDATE SET state = excluded.state",
-                data,
+                "INSERT INTO officers (city, officer, doc) VALUES (?, ?, ?)"
+                " ON CONFLICT (city, officer) DO UPDATE SET doc = excluded.doc",
+                job.docs,
             )
+            self.db.executemany(
+                "UPDATE officers SET state = ? WHERE city = ? AND officer = ?", states
+            )
+            self.db.executemany(
+                "UPDATE officers SET state = NULL WHERE city = ? AND officer = ?", job.cleared
+            )
+            self.db.executemany("DELETE FROM officers WHERE city = ? AND officer = ?", job.deleted)
 
-    def load(self) -> Iterator[bytes]:
-        for (blob,) in self.db.execute("SELECT state FROM patrols"):
-            yield blob
+    def load(self) -> list[tuple[bytes, bytes | None]]:
+        """Every officer's (doc, state)."""
+        return list(self.db.execute("SELECT doc, state FROM officers"))
+
+    def load_v1(self) -> Iterator[bytes]:
+        """The JSON documents of a version 1 store, if there is one."""
+        found = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'patrols'"
+        ).fetchone()
+        if found:
+            for (blob,) in self.db.execute("SELECT state FROM patrols"):
+                yield blob
+
+
+def encode_docs(rows: Sequence[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, bytes]]:
+    """(city, officer, doc) with the doc as JSON."""
+    return [(c, o, orjson.dumps(d)) for c, o, d in rows]

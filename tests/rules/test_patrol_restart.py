@@ -57,8 +57,9 @@ async def test_an_idle_officer_is_flagged_once_across_a_restart(tmp_path: Path) 
             await r.write([f])
         assert [e.rule for e in out.events] == ["patrol_idle"]
     async with rule() as r:
-        p = r.patrols[("321200", "off-1")]
-        assert patrol_state(p) == "idle" and p.device == "dev-1"
+        o = r.officer("321200", "off-1")
+        assert o is not None and o.device == "dev-1"
+        assert patrol_state(r.fleet, o.slot) == "idle" == r.state_of("321200", "off-1")
         for f in fixes(T0 + 700, 10):
             clock.set(f.received_at)
             await r.write([f])
