@@ -16,9 +16,14 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from alerting.channels import Channels
+from alerting.metrics import AlertingMetrics
+from alerting.notifiers.mqtt import MqttPush
+from alerting.service import Alerting
 from api.server import ReadyCheck, make_app
 from citywatch.clock import Clock, SystemClock
 from citywatch.config import ConfigError
@@ -34,6 +39,7 @@ from collectors.mqtt import MqttSource
 from collectors.service import Collector
 from collectors.topics import Router
 from rules.alert_log import AlertEventMetrics, LoggingAlertSink
+from rules.events import AlertFanOut
 from rules.patrols.grids import Grids
 from rules.registry import RULES, RuleContext
 
@@ -68,6 +74,8 @@ class Service:
         self.collector: Collector | None = None
         self.publisher: MqttPublisher | None = None
         self.rules: dict[str, Any] = {}
+        self.alerting: Alerting | None = None
+        self.push: MqttPush | None = None
         self.http_port: int | None = None
 
     async def __aenter__(self) -> Service:
@@ -119,6 +127,7 @@ class Service:
             )
         )
         alert_log = LoggingAlertSink(self.writer, AlertEventMetrics(self.registry))
+        alerting = await self._start_alerting(client_id)
         dead_letters = DeadLetters(
             self.publisher, self.writer, s.mqtt.topic_root, s.ingest.deadletter_max
         )
@@ -128,7 +137,7 @@ class Service:
         ctx = RuleContext(
             cases=s.cases,
             calendar=s.calendar,
-            alerts=alert_log,
+            alerts=AlertFanOut(alert_log, alerting),
             rejects=dead_letters,
             registry=self.registry,
             clock=self.clock,
@@ -143,6 +152,32 @@ class Service:
             self.rules[name] = rule
             out.append(rule)
         return out
+
+    async def _start_alerting(self, client_id: str) -> Alerting:
+        """Alerting, entered before the rules so that it outlives them at shutdown."""
+        s = self.settings
+        self.push = await self._stack.enter_async_context(
+            MqttPush(
+                s.mqtt.broker,
+                f"{client_id}-alerts",
+                s.mqtt.topic_root,
+                tls_ca=s.mqtt.tls_ca,
+                reconnect_max=s.mqtt.reconnect_max,
+            )
+        )
+        session = await self._stack.enter_async_context(aiohttp.ClientSession())
+        channels = Channels(s.alerting, self.push, session)
+        self.alerting = await self._stack.enter_async_context(
+            Alerting(
+                s.alerting,
+                s.data_path / "alerts.sqlite",
+                channels,
+                self.writer,
+                AlertingMetrics(self.registry),
+                self.clock,
+            )
+        )
+        return self.alerting
 
     async def _start_collector(self, client_id: str, sink: Sink) -> None:
         s = self.settings
@@ -170,6 +205,8 @@ class Service:
             self.source,
             self.collector,
             self.publisher,
+            self.push,
+            self.alerting,
             *self.rules.values(),
         ):
             if part is not None:

@@ -79,6 +79,8 @@ class Reloader:
         patrols = self.service.rules.get("patrols")
         if patrols is not None:
             patrols.reconfigure(new.patrols, grids)
+        if self.service.alerting is not None:
+            self.service.alerting.reconfigure(new.alerting)
         rest = [
             name
             for name in ("mqtt", "ingest", "influx", "spool", "api", "cases", "calendar")
@@ -89,5 +91,5 @@ class Reloader:
         self.service.settings = new
         self._stamps = self._files()
         self.reloads += 1
-        log.info("configuration reloaded (patrol thresholds and grid cells applied)")
+        log.info("configuration reloaded (patrol thresholds, grid cells and alerting applied)")
         return True

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alerting.config import AlertingConfig
 from api.config import ApiConfig
 from citywatch.config import ConfigError, load_section, read_raw
 from citywatch.influx.config import InfluxConfig, SpoolConfig
@@ -33,6 +34,7 @@ class Settings:
     calendar: CalendarConfig = field(default_factory=CalendarConfig)
     patrols: PatrolsConfig = field(default_factory=PatrolsConfig)
     grids_file: str = ""
+    alerting: AlertingConfig = field(default_factory=AlertingConfig)
 
     def validate(self, prefix: str) -> None:
         if self.log_level not in _LEVELS:

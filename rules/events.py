@@ -13,10 +13,21 @@ from typing import Protocol
 
 from citywatch.models import AlertEvent
 
-__all__ = ["AlertEvent", "AlertSink"]
+__all__ = ["AlertEvent", "AlertFanOut", "AlertSink"]
 
 
 class AlertSink(Protocol):
     """Where rules send alert events (the alerting layer, or a stand-in)."""
 
     async def emit(self, events: Sequence[AlertEvent]) -> None: ...
+
+
+class AlertFanOut:
+    """Hands each batch of alert events to several alert sinks, in order."""
+
+    def __init__(self, *sinks: AlertSink) -> None:
+        self.sinks = sinks
+
+    async def emit(self, events: Sequence[AlertEvent]) -> None:
+        for sink in self.sinks:
+            await sink.emit(events)

@@ -121,6 +121,8 @@ class MqttPush:
                     timeout=self.timeout,
                     max_inflight_messages=1000,
                 ) as client:
+                    # A batch is published at once; that many pending PUBACKs are expected.
+                    client.pending_calls_threshold = 100_000
                     self._client = client
                     self._connected.set()
                     backoff = 0.2

@@ -54,7 +54,7 @@ def idle(status: str, at: float, officer: str = "off-7") -> AlertEvent:
         subject_kind="officer",
         subject=officer,
         at=at,
-        labels={"officer": officer, "device": "dev-7", "lead": "lead-1", "grid": "321202001001"},
+        labels={"officer": officer, "device": "dev-7", "lead": "lead-1", "grid": "321202001001001"},
         values={"since": at, "held": 600.0, "lon": 119.9, "lat": 32.45},
         summary=f"{officer} 原地停留 10 分钟",
     )
@@ -102,9 +102,9 @@ async def test_push_escalation_and_acknowledgement(mosquitto: Mosquitto, tmp_pat
             assert doc["severity"] == "yellow" and doc["receiver"] == "lead-1"
             assert doc["subject"] == {"kind": "officer", "id": "off-7"}
             assert doc["officer"] == "off-7" and doc["device"] == "dev-7"
-            assert doc["grid"] == "321202001001" and doc["escalation"] == 0
+            assert doc["grid"] == "321202001001001" and doc["escalation"] == 0
             assert doc["starts_at"] == t0 - 600 and doc["ends_at"] is None
-            assert "原地停留" in doc["summary"] and "网格 321202001001" in doc["summary"]
+            assert "原地停留" in doc["summary"] and "网格 321202001001001" in doc["summary"]
             assert doc["id"] == f"{doc['alert_id']}-1-fire0-lead-1"
 
             clock.advance(600)
@@ -175,7 +175,7 @@ async def test_silence_mutes_then_releases(mosquitto: Mosquitto, tmp_path: Path)
             assert alerting.silenced_by(a) == s.id
             # Another officer outside the silenced grid is told at once; the first is not.
             other = idle("firing", clock.now(), officer="off-8")
-            other = other._replace(labels={**other.labels, "grid": "321203001001"})
+            other = other._replace(labels={**other.labels, "grid": "321203001001001"})
             await alerting.emit([other])
             await until(listener, "unsilenced push", lambda m: len(m) == 1)
             assert received(listener)[0][1]["officer"] == "off-8"

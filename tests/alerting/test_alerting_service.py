@@ -1,0 +1,186 @@
+"""The whole service: a rule's condition over MQTT becomes a push to the right receiver.
+
+Also the crash test: the service is killed (SIGKILL) after an alert fired but
+before its notification was delivered; after the restart it is delivered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from citywatch.app import Service
+from tests.helpers import Listener, Publisher, await_until, settings_for, wait_until
+from tests.services import Influx, Mosquitto, free_port
+
+CITY = "321200"
+FAST = {"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}}
+
+
+def shift_start(device: str, lead: str) -> dict[str, Any]:
+    return {
+        "ts": time.time(),
+        "action": "start",
+        "device": device,
+        "grids": ["321202001001001"],
+        "lead": lead,
+        "role": "inspector",
+    }
+
+
+async def test_offline_handheld_is_pushed_to_the_patrol_lead_and_resolved(
+    mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
+) -> None:
+    settings = settings_for(mosquitto.url, influx.url, influx_db, tmp_path / "var", patrols=FAST)
+    listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#")
+    try:
+        async with Service(settings, ["collector", "rules"]) as svc:
+            assert svc.source is not None and svc.push is not None
+            await svc.source.wait_connected(10)
+            await svc.push.wait_connected(10)
+            with Publisher(mosquitto.port) as pub:
+                pub.send_all(
+                    [(f"citywatch/{CITY}/officers/off-3/shift", shift_start("dev-3", "lead-9"))]
+                )
+                # Nothing from the handheld: offline after 1 s, pushed to lead-9.
+                await await_until(lambda: len(listener.messages) >= 1, what="push")
+                topic, raw = listener.messages[0]
+                doc = orjson.loads(raw)
+                assert topic == f"citywatch/{CITY}/alerts/lead-9"
+                assert doc["rule"] == "device_offline" and doc["status"] == "firing"
+                assert doc["severity"] == "red" and doc["officer"] == "off-3"
+                assert doc["device"] == "dev-3" and "终端离线" in doc["summary"]
+                pub.send_all([(f"citywatch/{CITY}/devices/dev-3/heartbeat", {"ts": time.time()})])
+                await await_until(lambda: len(listener.messages) >= 2, what="resolved push")
+                doc = orjson.loads(listener.messages[1][1])
+                assert doc["status"] == "resolved" and doc["alert_id"] == 1
+            assert svc.alerting is not None
+            await await_until(
+                lambda: influx.count("alert", influx_db) >= 3, what="alert history in InfluxDB"
+            )
+    finally:
+        listener.close()
+
+
+class Hook:
+    """A webhook receiver that is down (503) until told otherwise; counts what it got."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.got: list[dict[str, Any]] = []
+        self.attempts = 0
+        self.app = web.Application()
+        self.app.router.add_post("/hook", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.attempts += 1
+        if not self.up:
+            return web.Response(status=503, text="down for maintenance")
+        self.got.append(await request.json())
+        return web.json_response({"ok": True})
+
+    def ids(self) -> list[str]:
+        return [a["annotations"]["id"] for doc in self.got for a in doc["alerts"]]
+
+
+def test_sigkill_between_firing_and_delivery_delivers_once(
+    mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
+) -> None:
+    hook = Hook()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(hook.app)
+    loop.run_until_complete(runner.setup())
+    hook_port = free_port()
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", hook_port).start())
+    server = threading.Thread(target=loop.run_forever, daemon=True)
+    server.start()
+
+    api_port = free_port()
+    env = dict(
+        os.environ,
+        CITYWATCH_MQTT_URL=mosquitto.url,
+        CITYWATCH_INFLUX_URL=influx.url,
+        CITYWATCH_INFLUX_DB=influx_db,
+        CITYWATCH_API_ADDR=f"127.0.0.1:{api_port}",
+        CITYWATCH_DATA_DIR=str(tmp_path / "var"),
+    )
+    config = tmp_path / "cw.yaml"
+    config.write_text(
+        orjson.dumps(
+            {
+                "mqtt": {"client_id": f"kill-{influx_db}"},
+                "patrols": FAST,
+                "alerting": {
+                    "delivery": {"backoff_initial": "200ms", "backoff_max": "500ms"},
+                    "receivers": {
+                        "lead-5": {
+                            "mqtt": False,
+                            "webhooks": [
+                                {
+                                    "kind": "alertmanager",
+                                    "url": f"http://127.0.0.1:{hook_port}/hook",
+                                }
+                            ],
+                        }
+                    },
+                },
+            }
+        ).decode()
+    )
+    cmd = [sys.executable, "-m", "citywatch.cli", "run", "--config", str(config)]
+    log = tmp_path / "service.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        with open(log, "ab") as fh:
+            return subprocess.Popen(cmd, env=env, stdout=fh, stderr=fh)
+
+    proc = start()
+    try:
+        wait_until(lambda: _metric(api_port, "citywatch_mqtt_connected") == 1, what="service up")
+        with Publisher(mosquitto.port) as pub:
+            pub.send_all(
+                [(f"citywatch/{CITY}/officers/off-5/shift", shift_start("dev-5", "lead-5"))]
+            )
+        # Fired, and the receiver refused it twice: it waits in the outbox.
+        wait_until(lambda: hook.attempts >= 2, what="delivery attempts")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert hook.got == []
+        hook.up = True
+        proc = start()
+        wait_until(lambda: len(hook.got) >= 1, what="delivery after the restart")
+        # The handheld comes back: the resolution follows the firing, in order, once each.
+        with Publisher(mosquitto.port) as pub:
+            pub.send_all([(f"citywatch/{CITY}/devices/dev-5/heartbeat", {"ts": time.time()})])
+        wait_until(lambda: any(i.endswith("resolve0-lead-5") for i in hook.ids()), what="resolved")
+        ids = hook.ids()
+        assert ids == ["1-1-fire0-lead-5", "1-1-resolve0-lead-5"], ids
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        loop.call_soon_threadsafe(loop.stop)
+        server.join(5)
+
+
+def _metric(port: int, name: str) -> float:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return -1.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return -1.0
