@@ -18,10 +18,11 @@ Each round:
   ``--out-after`` s. About 5% of officers stand still (idle), about 2% walk out of their
   block; the rest walk a 60 m circle inside it at 1.2 m/s;
 * measures: memory per device (RSS after the feed minus RSS before the shifts, over the
-  devices; and a deep ``sys.getsizeof`` of one officer's structures as a cross-check);
-  one full evaluation pass (``evaluate(p, th, now)`` over every patrol, median of
-  ``--passes``); the delay from the fix that made a condition true (its ``received_at``) to
-  the emit of its alert event, p50/p99/max, also read back from
+  devices; and the fleet's columns per slot plus a deep ``sys.getsizeof`` of one officer's
+  Python objects as a cross-check);
+  one full evaluation pass (``PatrolRule.full_pass``: every rule over every officer,
+  vectorised, median of ``--passes``); the delay from the fix that made a condition true
+  (its ``received_at``) to the emit of its alert event, p50/p99/max, also read back from
   ``citywatch_patrol_alert_delay_seconds``.
 
     python bench/patrols.py --devices 100000 --rounds 1 --json bench/results/patrols.json
@@ -55,7 +56,6 @@ from citywatch.geo import offset_m  # noqa: E402
 from citywatch.models import AlertEvent, Fix, ShiftEvent  # noqa: E402
 from citywatch.simulate.grid import make_district  # noqa: E402
 from rules.patrols.config import IdleConfig, OutOfGridConfig, PatrolsConfig  # noqa: E402
-from rules.patrols.evaluate import evaluate  # noqa: E402
 from rules.patrols.grids import Grids  # noqa: E402
 from rules.patrols.metrics import PatrolMetrics  # noqa: E402
 from rules.patrols.rule import PatrolRule  # noqa: E402
@@ -114,6 +114,8 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
         size += sum(deep_size(x, seen) for x in obj)
     elif hasattr(obj, "__dict__"):
         size += deep_size(vars(obj), seen)
+    elif hasattr(type(obj), "__slots__") and not isinstance(obj, str | int | float):
+        size += sum(deep_size(getattr(obj, n, None), seen) for n in type(obj).__slots__)
     return size
 
 
@@ -188,59 +190,39 @@ class Fleet:
 
 
 def full_pass(rule: PatrolRule, passes: int) -> list[float]:
-    """Seconds for ``evaluate`` over every patrol, ``passes`` times."""
+    """Seconds for one evaluation of every rule over every officer, ``passes`` times."""
     out = []
-    patrols, ths = rule.patrols, rule.thresholds
     for _ in range(passes):
         now = time.time()
         t0 = time.perf_counter()
-        for key, p in patrols.items():
-            evaluate(p, ths[key], now)
+        rule.full_pass(now)
         out.append(time.perf_counter() - t0)
     return out
 
 
 def per_officer_size(rule: PatrolRule) -> dict[str, float]:
-    """Deep sizes of one officer's own share of the rule's structures (bytes).
+    """One officer's share of the rule's structures (bytes).
 
-    What a second officer's structures also reach (the shared config, the grids, interned
-    strings, small ints) is not counted.
+    The fleet's columns per slot in use; a second officer's deep size of what is theirs
+    alone (shared grids tuples and interned strings not counted); dict slots and keys.
     """
-    a, b = list(itertools.islice(rule.patrols, 2))
-    seen: set[int] = {id(rule.grids)}
-    for key in (b,):
-        deep_size(key, seen)
-        deep_size(rule.patrols[key], seen)
-        deep_size(rule.coverage.get(key), seen)
-        deep_size(rule.thresholds[key], seen)
-    p = rule.patrols[a]
-    patrol = deep_size(p, seen)
-    coverage = deep_size(rule.coverage.get(a), seen)
-    th = deep_size(rule.thresholds[a], seen)
-    n = len(rule.patrols)
-    # Dict slots and keys: patrols, thresholds, coverage, devices; timer heap and index.
+    keys = list(itertools.islice(rule.officers, 2))
+    a, b = (rule.officers[k] for k in keys)
+    seen: set[int] = {id(rule.grids), id(a.grids), id(b.grids)}
+    deep_size(keys[1], seen)
+    deep_size(b, seen)
+    officer = deep_size(a, seen) + deep_size(keys[0], seen)
+    n = len(rule.officers)
+    columns = rule.fleet.nbytes / rule.fleet.capacity
     index = (
-        (
-            sys.getsizeof(rule.patrols)
-            + sys.getsizeof(rule.thresholds)
-            + sys.getsizeof(rule.coverage)
-            + sys.getsizeof(rule.devices)
-            + sys.getsizeof(rule.timers._current)
-            + sys.getsizeof(rule.timers._heap)
-            + 8 * len(rule.timers._heap)
-        )
-        / n
-        + deep_size(a, seen)
-        + deep_size((p.city, p.device))
-        + 100
-    )  # + heap entry
+        sys.getsizeof(rule.officers) + sys.getsizeof(rule.devices) + sys.getsizeof(rule.by_slot)
+    ) / n + deep_size((a.city, a.device))
     return {
-        "patrol": patrol,
-        "track_points": len(p.track),
-        "coverage": coverage,
-        "thresholds": th,
+        "columns": columns,
+        "ring_entries": float(rule.fleet.ring_t.shape[1]),
+        "officer": officer,
         "indexes": index,
-        "total": patrol + coverage + th + index,
+        "total": columns + officer + index,
     }
 
 
@@ -393,7 +375,7 @@ def main() -> int:
     wall = time.perf_counter() - wall0
 
     def med(key: str) -> float:
-        return statistics.median(r[key] for r in rounds)
+        return float(statistics.median(r[key] for r in rounds))
 
     first = rounds[0]
     pass_ms, per_dev = med("pass_median_ms"), first["bytes_per_device"]
@@ -416,8 +398,8 @@ def main() -> int:
         f" peak {first['peak_rss_mib']:.0f} MiB, first round)"
     )
     print(
-        f"    deep getsizeof: patrol {deep['patrol']:.0f} B ({deep['track_points']} track"
-        f" points) + coverage {deep['coverage']:.0f} + thresholds {deep['thresholds']:.0f}"
+        f"    by size: fleet columns {deep['columns']:.0f} B/slot (ring of"
+        f" {deep['ring_entries']:.0f}) + officer {deep['officer']:.0f}"
         f" + indexes ~{deep['indexes']:.0f} = {deep['total']:.0f} B"
     )
     print(
