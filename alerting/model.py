@@ -88,6 +88,12 @@ class Alert:
         return cls(**{k: v for k, v in doc.items() if k in known})
 
     def copy(self) -> Alert:
-        return dataclasses.replace(
-            self, labels=dict(self.labels), values=dict(self.values), told=list(self.told)
-        )
+        """A copy whose containers are its own (the lifecycle never mutates its input)."""
+        new = object.__new__(Alert)
+        for name in _FIELDS:
+            setattr(new, name, getattr(self, name))
+        new.labels, new.values, new.told = dict(self.labels), dict(self.values), list(self.told)
+        return new
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Alert))

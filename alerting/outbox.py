@@ -82,9 +82,17 @@ class Outbox:
         self.clock = clock
         self.on_delivered = on_delivered
         self._queues: dict[Destination, _Queue] = {}
+        self._pending = 0
         self._closing = False
+        # Delivered keys are marked in the store in batches: one transaction per send
+        # would make the store's thread the bottleneck. A crash before the mark means
+        # a repeat after the restart, which the idempotency key makes harmless.
+        self._done: list[str] = []
+        self._done_wake = asyncio.Event()
+        self._marker: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Outbox:
+        self._marker = asyncio.create_task(self._mark_delivered(), name="outbox-marks")
         return self
 
     async def __aexit__(
@@ -95,13 +103,27 @@ class Outbox:
     ) -> None:
         self._closing = True
         await cancel_and_wait([q.task for q in self._queues.values()])
+        await cancel_and_wait([self._marker])
+        if self._done:
+            await self.run_io(self.store.delivered, self._done, self.clock.now())
+            self._done = []
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
-        return [q.task for q in self._queues.values() if q.task is not None]
+        out = [q.task for q in self._queues.values() if q.task is not None]
+        return out + ([self._marker] if self._marker is not None else [])
+
+    async def _mark_delivered(self) -> None:
+        while True:
+            await self._done_wake.wait()
+            self._done_wake.clear()
+            keys, self._done = self._done, []
+            if keys:
+                await self.run_io(self.store.delivered, keys, self.clock.now())
 
     def pending(self) -> int:
-        return sum(len(q.items) for q in self._queues.values())
+        """Deliveries waiting, over every destination."""
+        return self._pending
 
     def add(self, deliveries: Iterable[Delivery]) -> None:
         """Queue deliveries (already committed to the outbox) for their destinations."""
@@ -111,6 +133,7 @@ class Outbox:
             if q is None:
                 q = self._queues[dest] = _Queue()
             q.items.append(d)
+            self._pending += 1
             q.wake.set()
             if q.task is None and not self._closing:
                 q.task = asyncio.create_task(
@@ -158,8 +181,10 @@ class Outbox:
         now = self.clock.now()
         for _ in batch:
             q.items.popleft()
+        self._pending -= len(batch)
         q.attempts = 0
-        await self.run_io(self.store.delivered, [d.key for d in batch], now)
+        self._done.extend(d.key for d in batch)
+        self._done_wake.set()
         self.metrics.sent.labels(channel).inc(len(batch))
         for d in batch:
             if is_first(d.key):
@@ -197,7 +222,9 @@ class Outbox:
 
     async def _fail(self, q: _Queue, batch: list[Delivery], error: str) -> None:
         keys = {d.key for d in batch}
-        q.items = deque(d for d in q.items if d.key not in keys)
+        left = deque(d for d in q.items if d.key not in keys)
+        self._pending -= len(q.items) - len(left)
+        q.items = left
         await self.run_io(self.store.failed, [(d.key, d.attempts + 1, error) for d in batch])
         self.metrics.failed.labels(batch[0].channel).inc(len(batch))
         log.error(

@@ -117,6 +117,7 @@ class Alerting:
             self.clock,
             on_delivered=self._delivered,
         )
+        await self._outbox.__aenter__()
         self._outbox.add(pending)
         log.info(
             "alerting: %d open alerts, %d silences, %d notifications pending",
@@ -172,6 +173,7 @@ class Alerting:
         async with self._lock:
             now = self.clock.now()
             changes: list[Change] = []
+            final: dict[int, tuple[Alert, float | None]] = {}
             before: dict[str, Alert | None] = {}
             for ev in events:
                 fp = ev.fingerprint
@@ -190,10 +192,10 @@ class Alerting:
                 changes.append(c)
                 if change in ("opened", "resolved") and self.channels.grafana:
                     c.deliveries = [*c.deliveries, self._grafana(alert, change, now)]
-                alert = self._advance(alert, now, changes)
-                self.alerts[fp] = alert
+                final[alert.id] = self._advance(alert, now, changes)
+                self.alerts[fp] = final[alert.id][0]
             try:
-                await self._commit(changes)
+                await self._commit(changes, final)
             except BaseException:
                 for fp, old in before.items():  # memory must not run ahead of the store
                     if old is None:
@@ -201,16 +203,16 @@ class Alerting:
                     else:
                         self.alerts[fp] = old
                 raise
-            for c in changes:
-                self._keep(c.alert)
-            self._schedule([c.alert for c in changes])
+            self._schedule(final)
 
-    def _advance(self, alert: Alert, now: float, changes: list[Change]) -> Alert:
-        """Tell whom :func:`lifecycle.due` says is due now; record it as a change."""
+    def _advance(
+        self, alert: Alert, now: float, changes: list[Change]
+    ) -> tuple[Alert, float | None]:
+        """Tell whom :func:`lifecycle.due` says is due now; returns the alert and its next time."""
         if alert.status != FIRING:
-            return alert
+            return alert, None
         silenced = self._silenced(alert, now)
-        new, tells, _ = lifecycle.due(
+        new, tells, nxt = lifecycle.due(
             alert, routing.route_of(alert, self.cfg), self.cfg, now, silenced
         )
         for t in tells:
@@ -223,19 +225,11 @@ class Alerting:
                     self._deliveries(new, [t], now),
                 )
             )
-        # Every change of this alert in the batch saves its final state.
-        for c in changes:
-            if c.alert.id == new.id:
-                c.alert = new
-        return new
+        return new, nxt
 
-    def _schedule(self, alerts: Sequence[Alert]) -> None:
-        now = self.clock.now()
-        for a in alerts:
-            nxt: float | None = None
-            if a.status == FIRING and not self._silenced(a, now):
-                _, _, nxt = lifecycle.due(a, routing.route_of(a, self.cfg), self.cfg, now, False)
-            self.timers.set(("alert", a.id), nxt)
+    def _schedule(self, final: dict[int, tuple[Alert, float | None]]) -> None:
+        for alert_id, (_, nxt) in final.items():
+            self.timers.set(("alert", alert_id), nxt)
 
     async def _on_due(self, due: list[tuple[Any, float]], now: float) -> None:
         async with self._lock:
@@ -252,17 +246,12 @@ class Alerting:
                 a = self.by_id.get(ident)
                 if a is not None:
                     touched.append(a)
-            seen: set[int] = set()
+            final: dict[int, tuple[Alert, float | None]] = {}
             for a in touched:
-                if a.id in seen:
-                    continue
-                seen.add(a.id)
-                new = self._advance(a, now, changes)
-                self.alerts[new.fingerprint] = new
-            await self._commit(changes)
-            for c in changes:
-                self._keep(c.alert)
-            self._schedule([self.by_id[i] for i in seen if i in self.by_id])
+                if a.id not in final:
+                    final[a.id] = self._advance(a, now, changes)
+            await self._commit(changes, final)
+            self._schedule(final)
 
     # -- people -----------------------------------------------------------------
 
@@ -282,10 +271,8 @@ class Alerting:
             now = self.clock.now()
             new, tells = lifecycle.acknowledge(a, by, note, now)
             detail = {"by": by, "note": note}
-            await self._commit(
-                [Change(new, "acknowledged", now, detail, self._deliveries(new, tells, now))]
-            )
-            self._keep(new)
+            change = Change(new, "acknowledged", now, detail, self._deliveries(new, tells, now))
+            await self._commit([change], {new.id: (new, None)})
             self.timers.set(("alert", new.id), None)
             return new
 
@@ -414,9 +401,18 @@ class Alerting:
 
     # -- storage ----------------------------------------------------------------
 
-    async def _commit(self, changes: list[Change]) -> None:
-        if not changes:
-            return
+    async def _commit(
+        self, changes: list[Change], final: dict[int, tuple[Alert, float | None]]
+    ) -> None:
+        """Store ``changes``, each with its alert's final state; queue what is new to the outbox."""
+        for c in changes:
+            c.alert = final[c.alert.id][0] if c.alert.id in final else c.alert
+        if changes:
+            await self._store_changes(changes)
+        for alert, _ in final.values():
+            self._keep(alert)
+
+    async def _store_changes(self, changes: list[Change]) -> None:
         added = set(await self._run_io(self.store.commit, changes))
         self.outbox.add(d for c in changes for d in c.deliveries if d.key in added)
         for c in changes:
