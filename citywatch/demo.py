@@ -77,6 +77,12 @@ async def embedded_broker(port: int) -> AsyncIterator[str]:
 
 
 OFFICERS = "citywatch_patrol_officers"
+PUSHED = "citywatch_notifications_sent_total"
+
+
+def _open_alerts(service: Service) -> int:
+    alerting = service.alerting
+    return 0 if alerting is None else sum(a.is_open for a in alerting.by_id.values())
 
 
 def _sample(service: Service, name: str, **labels: str) -> float:
@@ -173,6 +179,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                     f" out of grid {_sample(service, OFFICERS, state='out_of_grid'):3.0f}"
                     f" gps lost {_sample(service, OFFICERS, state='gps_lost'):3.0f}"
                     f" offline {_sample(service, OFFICERS, state='offline'):3.0f}"
+                    f"  | alerts open {_open_alerts(service):3d}"
+                    f" pushed {_sample(service, PUSHED, channel='mqtt'):5.0f}"
                 )
                 print(line, flush=True)
                 if args.duration is not None and now - started >= args.duration:

@@ -180,3 +180,18 @@ def test_silences_match_fields_and_labels_within_their_window() -> None:
 def test_bad_silences_are_refused_with_a_reason(build: object, problem: str) -> None:
     with pytest.raises(SilenceError, match=problem):
         build()  # type: ignore[operator]
+
+
+def test_the_documented_example_is_valid() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(alerting:\n.*?)```", text, re.S)
+    assert block is not None
+    cfg = load_section(AlertingConfig, yaml.safe_load(block.group(1))["alerting"], "alerting")
+    assert [r.name for r in cfg.routes] == ["gulou-red", "patrols-daytime", "cases"]
+    assert cfg.receiver("district-supervisor").webhooks[0].kind == "feishu"
+    assert cfg.receiver("someone-else").mqtt and not cfg.receiver("someone-else").webhooks
