@@ -25,6 +25,7 @@ import orjson
 from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
 from citywatch.models import AlertEvent, CaseEvent, Record, Rejected
+from citywatch.scheduler import Timers
 from citywatch.sink import Sink
 from rules.calendar import CalendarConfig, holiday_table_bytes, make_calendar
 from rules.cases.config import STAGES, CasesConfig
@@ -42,7 +43,6 @@ from rules.cases.state import (
 )
 from rules.cases.store import CaseStore, Dues
 from rules.events import AlertSink
-from citywatch.scheduler import Timers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
