@@ -6,7 +6,10 @@ they cause are committed to SQLite in one transaction before ``emit``
 returns; then the outbox delivers them. One timer per open alert wakes it for
 its next escalation step or reminder; silences wake the alerts they release.
 People act through :meth:`Alerting.acknowledge` and the silence methods (the
-API calls them).
+API calls them). It is also a :class:`~citywatch.sink.Sink` of the collector:
+acknowledgements sent from handhelds (:class:`~citywatch.models.AlertAck`)
+arrive through :meth:`Alerting.write`, and those it cannot apply go to the
+dead-letter topic as ``ack_refused``.
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from alerting import lifecycle, routing
 from alerting.channels import GRAFANA, Channels
 from alerting.config import AlertingConfig
-from alerting.lifecycle import Tell
+from alerting.lifecycle import LifecycleError, Tell
 from alerting.metrics import AlertingMetrics
 from alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
 from alerting.notifiers.base import Notification
@@ -36,7 +39,7 @@ from alerting.store import AlertStore, Change, Delivery
 from alerting.summary import summary
 from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
-from citywatch.models import AlertChange, AlertEvent
+from citywatch.models import AlertAck, AlertChange, AlertEvent, Record, Rejected
 from citywatch.scheduler import Timers
 from citywatch.sink import Sink
 
@@ -44,6 +47,12 @@ log = logging.getLogger("citywatch.alerts")
 T = TypeVar("T")
 _STATUS_OF = {"resolve": RESOLVED, "ack": ACKNOWLEDGED}
 _CHANGE_OF = {"fire": "notified", "escalate": "escalated", "remind": "reminded"}
+
+
+class RejectSink(Protocol):
+    """Where refused acknowledgements go: the dead-letter topic and the record."""
+
+    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 class Alerting:
@@ -58,6 +67,8 @@ class Alerting:
         metrics: AlertingMetrics,
         clock: Clock,
         *,
+        rejects: RejectSink | None = None,
+        topic_root: str = "citywatch",
         housekeeping_interval: float = 60.0,
     ) -> None:
         self.cfg = cfg
@@ -66,6 +77,8 @@ class Alerting:
         self.history = history
         self.metrics = metrics
         self.clock = clock
+        self.rejects = rejects
+        self.topic_root = topic_root
         self.housekeeping_interval = housekeeping_interval
         self.alerts: dict[str, Alert] = {}
         self.by_id: dict[int, Alert] = {}
@@ -275,6 +288,64 @@ class Alerting:
             await self._commit([change], {new.id: (new, None)})
             self.timers.set(("alert", new.id), None)
             return new
+
+    # -- acknowledgements from handhelds (the collector's sink) ----------------
+
+    async def write(self, records: Sequence[Record]) -> None:
+        """Apply the acknowledgements among ``records``; other records are not for alerting.
+
+        An acknowledgement that cannot be applied is refused to the dead-letter
+        topic (``ack_refused``), never raised: the collector must not stall on it.
+        One repeated by the receiver who acknowledged (a redelivery) is a no-op.
+        """
+        for r in records:
+            if type(r) is AlertAck:
+                await self._apply_ack(r)
+
+    async def _apply_ack(self, ack: AlertAck) -> None:
+        why = await self._ack_refusal(ack)
+        if why is None:
+            try:
+                await self.acknowledge(ack.alert_id, by=ack.receiver, note=ack.note)
+            except KeyError:
+                why = f"alert {ack.alert_id} is unknown"
+            except LifecycleError as exc:
+                # The alert changed since it was looked at (e.g. resolved meanwhile).
+                again = await self._ack_refusal(ack)
+                why = str(exc) if again is None else again
+            else:
+                log.info("alert %d acknowledged by %s from a handheld", ack.alert_id, ack.receiver)
+                return
+        if not why:
+            return  # the receiver's own acknowledgement again (a redelivery): already done
+        log.info("acknowledgement of alert %d by %s refused: %s", ack.alert_id, ack.receiver, why)
+        if self.rejects is None:
+            return
+        topic = f"{self.topic_root}/{ack.city}/acks/{ack.receiver}"
+        rejected = Rejected("ack", "ack_refused", why, topic, ack.received_at, ack.city)
+        doc: dict[str, Any] = {"alert_id": ack.alert_id, "ts": ack.ts}
+        if ack.note is not None:
+            doc["note"] = ack.note
+        await self.rejects.reject(rejected, orjson.dumps(doc))
+
+    async def _ack_refusal(self, ack: AlertAck) -> str | None:
+        """Why ``ack`` cannot be applied: None if it can, ``""`` if it is the receiver's repeat."""
+        a = self.by_id.get(ack.alert_id)
+        if a is None:
+            a = await self._run_io(self.store.get, ack.alert_id)
+        if a is None:
+            return f"alert {ack.alert_id} is unknown"
+        if a.city != ack.city:
+            return f"alert {a.id} is not an alert of city {ack.city}"
+        if ack.receiver not in a.told:
+            return f"{ack.receiver} was not told of alert {a.id}, so cannot acknowledge it"
+        if a.ack_by == ack.receiver:
+            return ""
+        if a.status == RESOLVED:
+            return f"alert {a.id} is already resolved"
+        if a.ack_by is not None:
+            return f"alert {a.id} was already acknowledged by {a.ack_by}"
+        return None
 
     async def add_silence(
         self,

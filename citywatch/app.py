@@ -1,9 +1,10 @@
 """The service: wires the stages together in one process, or runs some of them alone.
 
-broker -> collector -> sink (the InfluxDB writer with its spool, and the rules)
--> alert events -> alerting; the HTTP server exposes health, readiness and
-metrics. Alone, ``--only collector`` stores what arrives and ``--only rules``
-supervises with a broker session of its own, so the two scale apart.
+broker -> collector -> sink (the InfluxDB writer with its spool, the rules, and
+alerting for acknowledgements sent from handhelds) -> alert events -> alerting;
+the HTTP server exposes health, readiness and metrics. Alone, ``--only collector``
+stores what arrives and ``--only rules`` supervises with a broker session of its
+own, so the two scale apart.
 """
 
 from __future__ import annotations
@@ -127,11 +128,12 @@ class Service:
             )
         )
         alert_log = LoggingAlertSink(self.writer, AlertEventMetrics(self.registry))
-        alerting = await self._start_alerting(client_id)
+        # Made before alerting (which refuses acknowledgements to it), closed after the
+        # rules stop (the stack unwinds in reverse) and before alerting and the writer.
         dead_letters = DeadLetters(
             self.publisher, self.writer, s.mqtt.topic_root, s.ingest.deadletter_max
         )
-        # Closed after the rules stop (the stack unwinds in reverse), before the writer.
+        alerting = await self._start_alerting(client_id, dead_letters)
         self._stack.push_async_callback(alert_log.aclose)
         self._stack.push_async_callback(dead_letters.aclose)
         ctx = RuleContext(
@@ -151,9 +153,11 @@ class Service:
             rule = await self._stack.enter_async_context(factory(ctx))
             self.rules[name] = rule
             out.append(rule)
+        # After the rules: acknowledgements from handhelds reach alerting as records.
+        out.append(alerting)
         return out
 
-    async def _start_alerting(self, client_id: str) -> Alerting:
+    async def _start_alerting(self, client_id: str, rejects: DeadLetters) -> Alerting:
         """Alerting, entered before the rules so that it outlives them at shutdown."""
         s = self.settings
         self.push = await self._stack.enter_async_context(
@@ -175,6 +179,8 @@ class Service:
                 self.writer,
                 AlertingMetrics(self.registry),
                 self.clock,
+                rejects=rejects,
+                topic_root=s.mqtt.topic_root,
             )
         )
         return self.alerting

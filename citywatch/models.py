@@ -182,6 +182,21 @@ class AlertChange(NamedTuple):
     note: str | None = None
 
 
+class AlertAck(NamedTuple):
+    """A receiver acknowledging an alert from their handheld (``acks/{receiver}``).
+
+    ``alert_id`` is the ``alert_id`` of the push being acknowledged; ``receiver``
+    comes from the topic (the broker binds it to the handheld's login).
+    """
+
+    city: str
+    receiver: str
+    alert_id: int
+    ts: float
+    received_at: float
+    note: str | None = None
+
+
 class CaseKpi(NamedTuple):
     """The case KPIs (CJ/T 292 绩效评价) of a city or one responsible unit for one period.
 
@@ -213,6 +228,7 @@ class PatrolCoverage(NamedTuple):
 
 Record = (
     AlertChange
+    | AlertAck
     | Fix
     | Heartbeat
     | DeviceStatus

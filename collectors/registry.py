@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collectors.acks import decode_ack
 from collectors.cases import decode_case_event
 from collectors.handheld import decode_gps, decode_heartbeat, decode_status
 from collectors.message import Decoder
@@ -15,4 +16,5 @@ COLLECTORS: dict[str, Decoder] = {
     "shift": decode_shift,
     "case": decode_case_event,
     "owntracks": decode_owntracks,
+    "ack": decode_ack,
 }

@@ -4,6 +4,9 @@
 the message is dead-lettered instead of stopping the collector.
 ``impossible_transition`` comes from the case rule, not the collector: a case
 event that cannot follow the case's history (e.g. ``filed`` after ``closed``).
+``ack_refused`` comes from alerting: an acknowledgement from a handheld that
+cannot be applied (unknown alert, already acknowledged or resolved, or a
+receiver who was not told of the alert).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ REASONS: Final = (
     "unsupported_type",
     "internal_error",
     "impossible_transition",
+    "ack_refused",
 )
 
 

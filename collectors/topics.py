@@ -14,7 +14,10 @@ _DEVICE_KINDS = {"gps": "gps", "heartbeat": "heartbeat", "status": "status"}
 
 
 class Route(NamedTuple):
-    """Where a topic leads: the decoder ``kind``, the city and the subject id."""
+    """Where a topic leads: the decoder ``kind``, the city and the subject id.
+
+    The subject is the device, officer or case id, or for ``ack`` the receiver id.
+    """
 
     kind: str
     city: str
@@ -72,6 +75,13 @@ class Router:
             return None
         if not _CITY(city):
             raise Reject("bad_id", f"city {city!r} in topic must be a 6-digit division code")
+        if len(parts) == 4 and section == "acks":
+            receiver = parts[3]
+            if not _ID(receiver):
+                raise Reject(
+                    "bad_id", f"receiver {receiver!r} in topic must match [A-Za-z0-9_.-]{{1,64}}"
+                )
+            return Route("ack", city, receiver)
         if len(parts) == 5:
             subject, leaf = parts[3], parts[4]
             kind = None

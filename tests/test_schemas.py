@@ -45,7 +45,7 @@ CONTRACT_ENUMS: dict[tuple[str, str], set[Any]] = {
         "payload_too_large", "bad_utf8", "malformed_json", "wrong_type", "missing_field",
         "out_of_range", "bad_timestamp", "future_timestamp", "stale_timestamp",
         "unknown_topic", "bad_id", "unknown_value", "too_many_fixes", "unknown_device",
-        "unsupported_type", "internal_error", "impossible_transition",
+        "unsupported_type", "internal_error", "impossible_transition", "ack_refused",
     },
     ("deadletter.json", "/properties/payload_encoding/enum"): {"utf-8", "base64"},
 }  # fmt: skip
@@ -54,6 +54,12 @@ DEADLETTER_MAX = 4096
 
 # Each invalid example -> (JSON path, keyword) of an error it must produce.
 EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
+    "alert-ack/invalid-alert-id-string": ("$.alert_id", "type"),
+    "alert-ack/invalid-alert-id-zero": ("$.alert_id", "minimum"),
+    "alert-ack/invalid-missing-alert-id": ("$", "required"),
+    "alert-ack/invalid-naive-timestamp": ("$.ts", "pattern"),
+    "alert-ack/invalid-note-line-break": ("$.note", "pattern"),
+    "alert-ack/invalid-note-too-long": ("$.note", "maxLength"),
     "case-event/invalid-category-code": ("$.category", "pattern"),
     "case-event/invalid-extend-negative": ("$.extend", "exclusiveMinimum"),
     "case-event/invalid-extend-words": ("$.extend", "pattern"),
@@ -210,7 +216,7 @@ def test_shared_definitions_are_identical() -> None:
             stamps[name] = defs["timestamp"]["anyOf"]
         if "id" in defs:
             ids[name] = defs["id"]
-    assert {"gps", "heartbeat", "status", "shift", "case-event"} <= set(stamps)
+    assert {"gps", "heartbeat", "status", "shift", "case-event", "alert-ack"} <= set(stamps)
     assert len({json.dumps(v, sort_keys=True) for v in stamps.values()}) == 1, stamps
     assert len({json.dumps(v, sort_keys=True) for v in ids.values()}) == 1, ids
 

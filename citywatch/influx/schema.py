@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from citywatch.influx.lineprotocol import FieldValue, encode, escape_name
 from citywatch.models import (
+    AlertAck,
     AlertChange,
     AlertEvent,
     CaseEvent,
@@ -189,6 +190,16 @@ def alert_change_line(r: AlertChange) -> str:
     )
 
 
+def ack_line(r: AlertAck) -> str:
+    """The ``alert_ack`` point: a receiver acknowledged an alert from a handheld."""
+    return encode(
+        "alert_ack",
+        {"city": r.city},
+        {"receiver": r.receiver, "alert_id": r.alert_id, "note": r.note},
+        _spread(r.ts, f"{r.receiver}:{r.alert_id}"),
+    )
+
+
 def kpi_line(r: CaseKpi) -> str:
     """The ``case_kpi`` point, at the period's start: a recomputation overwrites it."""
     fields: dict[str, FieldValue | None] = {"as_of": float(r.as_of), **r.values}
@@ -217,6 +228,7 @@ ENCODERS: dict[type, Callable[..., str]] = {
     PatrolCoverage: coverage_line,
     AlertEvent: alert_line,
     AlertChange: alert_change_line,
+    AlertAck: ack_line,
     Fix: fix_line,
     Heartbeat: heartbeat_line,
     DeviceStatus: status_line,

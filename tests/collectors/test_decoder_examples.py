@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from citywatch.models import CaseEvent, DeviceStatus, Fix, Heartbeat, Rejected, ShiftEvent
+from citywatch.models import (
+    AlertAck,
+    CaseEvent,
+    DeviceStatus,
+    Fix,
+    Heartbeat,
+    Rejected,
+    ShiftEvent,
+)
 from collectors.config import IngestConfig, OwnTracksConfig
 from collectors.decode import BatchDecoder
 from collectors.message import Incoming
@@ -32,6 +40,7 @@ TOPICS = {
     "shift": f"citywatch/{CITY}/officers/INS0042/shift",
     "case-event": f"citywatch/{CITY}/cases/3212002026112200417/events",
     "owntracks-location": "owntracks/wangli/phone",
+    "alert-ack": f"citywatch/{CITY}/acks/lead-1",
 }
 RECORD_TYPES = {
     "gps": Fix,
@@ -40,11 +49,18 @@ RECORD_TYPES = {
     "shift": ShiftEvent,
     "case-event": CaseEvent,
     "owntracks-location": Fix,
+    "alert-ack": AlertAck,
 }
 DEFAULT_TS = 1795313730.0  # for examples without a usable timestamp
 
 # invalid example -> the reason citywatch gives
 REASONS = {
+    "alert-ack/invalid-alert-id-string": "wrong_type",
+    "alert-ack/invalid-alert-id-zero": "out_of_range",
+    "alert-ack/invalid-missing-alert-id": "missing_field",
+    "alert-ack/invalid-naive-timestamp": "bad_timestamp",
+    "alert-ack/invalid-note-line-break": "out_of_range",
+    "alert-ack/invalid-note-too-long": "out_of_range",
     "case-event/invalid-category-code": "bad_id",
     "case-event/invalid-extend-negative": "out_of_range",
     "case-event/invalid-extend-words": "wrong_type",

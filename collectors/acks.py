@@ -1,0 +1,36 @@
+"""Decoder for ``acks/{receiver}``: a receiver acknowledging an alert from a handheld."""
+
+from __future__ import annotations
+
+from citywatch.models import AlertAck, Record
+from collectors import fields as f
+from collectors.config import IngestConfig
+from collectors.message import Incoming
+from collectors.reject import Reject
+from collectors.topics import Route
+
+MAX_NOTE = 500
+MAX_ALERT_ID = 2**63 - 1
+
+
+def decode_ack(route: Route, msg: Incoming, cfg: IngestConfig) -> list[Record]:
+    """``alert_id`` (the push's), an optional ``note`` and ``ts`` (default: receive time)."""
+    o = f.expect_object(f.parse_json(msg.payload), "ack")
+    alert_id = f.integer(o, "alert_id", 1, MAX_ALERT_ID)
+    if alert_id is None:
+        raise Reject("missing_field", "alert_id: required")
+    ts = (
+        f.timestamp(o, "ts", msg.received_at, cfg.max_future, cfg.max_age)
+        if "ts" in o
+        else msg.received_at
+    )
+    return [
+        AlertAck(
+            route.city,
+            route.subject,
+            alert_id,
+            ts,
+            msg.received_at,
+            note=f.text(o, "note", MAX_NOTE),
+        )
+    ]
