@@ -186,7 +186,9 @@ async def test_unacknowledged_alert_escalates_and_the_supervisor_acknowledges(
                 await await_until(lambda: len(letters.messages) >= 1, what="dead letter")
                 letter = orjson.loads(letters.messages[0][1])
                 assert letter["reason"] == "ack_refused"
-                assert letter["detail"] == f"alert {alert_id} was already acknowledged by supervisor"
+                assert letter["detail"] == (
+                    f"alert {alert_id} was already acknowledged by supervisor"
+                )
 
                 pub.send_all([(f"citywatch/{CITY}/devices/dev-2/heartbeat", {"ts": time.time()})])
                 await await_until(
