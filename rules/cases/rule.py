@@ -29,7 +29,7 @@ from citywatch.scheduler import Timers
 from citywatch.sink import Sink
 from rules.calendar import CalendarConfig, holiday_table_bytes, make_calendar
 from rules.cases.config import STAGES, CasesConfig
-from rules.cases.kpi import KpiMetrics, KpiReporter
+from rules.cases.kpi import Kpi, KpiMetrics, KpiReporter, KpiRow, compute, kpi_rows
 from rules.cases.machine import Impossible, Replayer
 from rules.cases.metrics import CaseMetrics
 from rules.cases.state import (
@@ -42,6 +42,7 @@ from rules.cases.state import (
     tick,
 )
 from rules.cases.store import CaseStore, Dues
+from rules.cases.view import open_case_views
 from rules.events import AlertSink
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,21 @@ class CaseRule:
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         return [t for t in (self._task, self._kpi_task) if t is not None]
+
+    def open_cases(self) -> list[dict[str, Any]]:
+        """Every open case with its running steps, deadlines and lights, as of now."""
+        return list(open_case_views(self.states.values(), self.rp, self.clock.now()))
+
+    async def kpis_for(self, periods: Sequence[tuple[float, float]]) -> list[list[Kpi]]:
+        """The KPIs of each (start, end) period, computed from the store."""
+
+        def read(store: CaseStore) -> list[list[KpiRow]]:
+            return [kpi_rows(store.db, s, e) for s, e in periods]
+
+        found = await self.query(read)
+        return await asyncio.to_thread(
+            lambda: [compute(rows, s, e) for rows, (s, e) in zip(found, periods, strict=True)]
+        )
 
     def _require_store(self) -> CaseStore:
         assert self._store is not None, "use CaseRule as an async context manager"
