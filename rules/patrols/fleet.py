@@ -3,14 +3,15 @@
 Struct of arrays: each column is a numpy array indexed by slot, so the rules run
 over many officers at once. Slots come from a free list; the arrays grow by
 doubling. Recent accurate fixes live in a ring buffer of ``K`` entries per slot
-(fix time, and metres east/north of the slot's origin); empty entries have a
-NaN time. The whole per-slot record converts to and from a fixed-size binary
+(seconds and metres east/north from the slot's origin, float32); empty entries
+have a NaN time. The whole per-slot record converts to and from a fixed-size binary
 row (:meth:`Fleet.pack`, :meth:`Fleet.unpack`) for the store.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,16 +46,21 @@ COLUMNS: dict[str, tuple[Any, tuple[int, ...], float]] = {
     "pos_ts": (np.float64, (), math.nan),
     "pos_lon": (np.float64, (), math.nan),
     "pos_lat": (np.float64, (), math.nan),
-    # the track: ring of fix time and metres from the origin; head = newest entry
-    "ring_t": (np.float64, (K,), math.nan),
+    # the track: ring of fix time and metres from the origin (the first point since the
+    # watch began: its time, lon, lat); head = newest entry
+    "ring_t": (np.float32, (K,), math.nan),
     "ring_x": (np.float32, (K,), 0),
     "ring_y": (np.float32, (K,), 0),
     "head": (np.int16, (), K - 1),
     "count": (np.int16, (), 0),
     "t_last": (np.float64, (), math.nan),
     "t_prev": (np.float64, (), math.nan),
+    "origin_t": (np.float64, (), math.nan),
     "origin_lon": (np.float64, (), math.nan),
     "origin_lat": (np.float64, (), math.nan),
+    # the idle rule's result for the track as it is, until the track changes
+    "idle_at": (np.float64, (), math.nan),
+    "idle_stale": (np.bool_, (), 1),
     # thresholds (seconds, metres)
     "window": (np.float64, (), 600.0),
     "radius": (np.float32, (), 50.0),
@@ -77,6 +83,17 @@ RESTORED = tuple(COLUMNS)
 """Saved and restored columns (all of them; ``assign`` and ``has_sites`` are rebuilt)."""
 
 
+def _column(shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
+    """A zeroed column in an anonymous mapping of its own: pages of slots never used take
+    no memory, and a column replaced when the fleet grows goes back to the system at once
+    (from the C heap it could stay in the process)."""
+    dt = np.dtype(dtype)
+    n = math.prod(shape) * dt.itemsize
+    if n < mmap.PAGESIZE:
+        return np.zeros(shape, dtype=dt)
+    return np.frombuffer(mmap.mmap(-1, n), dtype=dt).reshape(shape)
+
+
 class Fleet:
     """The columns, a free list of slots, growth by doubling."""
 
@@ -91,6 +108,8 @@ class Fleet:
         """Row of the slot's assignment in the :class:`AssignmentTable`, or -1."""
         self.has_sites = np.empty(0, dtype=np.bool_)
         self.used = np.empty(0, dtype=np.bool_)
+        self.dirty = np.empty(0, dtype=np.bool_)
+        """Changed since last saved."""
         self.sites: dict[int, dict[str, tuple[float, float]]] = {}
         """Sites (lon, lat) of the open cases each slot's officer handles, by case id."""
         self._free: list[int] = []
@@ -109,19 +128,18 @@ class Fleet:
     @property
     def nbytes(self) -> int:
         """Bytes held by the columns (capacity, not just used slots)."""
-        extra = self.assign.nbytes + self.has_sites.nbytes + self.used.nbytes
+        extra = self.assign.nbytes + self.has_sites.nbytes + self.used.nbytes + self.dirty.nbytes
         return sum(a.nbytes for a in self.cols.values()) + extra
 
     def _grow(self, capacity: int) -> None:
         old = self.capacity
         for name, a in self.cols.items():
-            # np.empty: pages of slots never used are never touched, so take no memory.
-            b = np.empty((capacity, *self.shapes[name]), dtype=a.dtype)
+            b = _column((capacity, *self.shapes[name]), a.dtype)
             b[:old] = a
             self.cols[name] = b
-        for attr, fill in (("assign", -1), ("has_sites", False), ("used", False)):
+        for attr, fill in (("assign", -1), ("has_sites", False), ("used", False), ("dirty", False)):
             a = getattr(self, attr)
-            b = np.empty(capacity, dtype=a.dtype)
+            b = _column((capacity,), a.dtype)
             b[:old] = a
             b[old:] = fill
             setattr(self, attr, b)
@@ -133,7 +151,7 @@ class Fleet:
         if words <= self.shapes["visited"][0]:
             return
         a = self.cols["visited"]
-        b = np.zeros((self.capacity, words), dtype=np.uint64)
+        b = _column((self.capacity, words), np.uint64)
         b[:, : a.shape[1]] = a
         self.cols["visited"] = b
         self.shapes["visited"] = (words,)
@@ -153,6 +171,7 @@ class Fleet:
     def free(self, slot: int) -> None:
         """Give the slot back; it is reused by the next :meth:`alloc`."""
         self.used[slot] = False
+        self.dirty[slot] = False
         self.on_shift[slot] = False
         self.assign[slot] = -1
         self.has_sites[slot] = False
@@ -169,8 +188,11 @@ class Fleet:
 
     def reset_track(self, slot: int) -> None:
         """Empty the ring and forget where the officer was: the watch starts afresh."""
-        for name in ("ring_t", "head", "count", "t_last", "t_prev", "origin_lon", "origin_lat"):
+        for name in (
+            "ring_t", "head", "count", "t_last", "t_prev", "origin_t", "origin_lon", "origin_lat",
+        ):  # fmt: skip
             self.cols[name][slot] = COLUMNS[name][2]
+        self.idle_stale[slot] = True
 
     # -- rows for the store ------------------------------------------------------
 
@@ -178,12 +200,12 @@ class Fleet:
         """The binary row layout of one slot."""
         return np.dtype([(n, self.cols[n].dtype, self.shapes[n]) for n in RESTORED])
 
-    def pack(self, idx: Idx) -> tuple[bytes, int]:
-        """The rows of ``idx`` as one buffer, and the size of a row; cut it in another thread."""
+    def pack(self, idx: Idx) -> tuple[npt.NDArray[np.uint8], int]:
+        """A copy of the rows of ``idx`` as bytes, and the size of a row."""
         rec = np.empty(len(idx), dtype=self.dtype())
         for name in RESTORED:
             rec[name] = self.cols[name][idx]
-        return rec.tobytes(), rec.dtype.itemsize
+        return rec.view(np.uint8), rec.dtype.itemsize
 
     def unpack(self, slots: Sequence[int], rows: Sequence[bytes], descr: Any) -> None:
         """Write rows packed with the layout ``descr`` (a saved :meth:`dtype`) into ``slots``."""

@@ -16,27 +16,44 @@ from rules.patrols.track import M_PER_DEG
 
 
 def idle_since(f: Fleet, idx: Idx, now: float) -> Floats:
-    """Per slot, the fix time since which the officer has been idle, or NaN."""
+    """Per slot, the fix time since which the officer has been idle, or NaN.
+
+    The result for a track is kept until the track, the case sites or the thresholds
+    change (``idle_stale``): it does not depend on ``now``.
+    """
+    stale = idx[f.idle_stale[idx]]
+    if len(stale):
+        f.idle_at[stale] = idle_of_tracks(f, stale)
+        f.idle_stale[stale] = False
+    return np.where(f.active(idx), f.idle_at[idx], np.nan)
+
+
+def idle_of_tracks(f: Fleet, idx: Idx) -> Floats:
+    """Per slot, from its ring alone: since when the officer has stayed put, or NaN."""
     out = np.full(len(idx), np.nan)
-    # Only slots with two points or more can be idle; most walkers are cut here cheaply.
-    cand = idx[f.active(idx) & (f.count[idx] >= 2)]
+    # Only slots with two points or more can be idle.
+    has = np.flatnonzero(f.count[idx] >= 2)
+    cand = idx[has]
     if not len(cand):
         return out
     t = f.ring_t[cand]
+    origin = f.origin_t[cand]
     start = f.t_last[cand] - f.window[cand]
+    start_rel = (start - origin).astype(np.float32)
     with np.errstate(invalid="ignore"):
-        anchor = np.where(t <= start[:, None], t, -np.inf).max(axis=1)
-        watched = f.watched_since[cand]
+        anchor = np.where(t <= start_rel[:, None], t, -np.inf).max(axis=1)
+        watched = f.watched_since[cand] - origin
         # Not watched for a whole window yet, or the window reaches back before the watch.
-        covered = (anchor > -np.inf) & ~(anchor < watched)
+        covered = (anchor > -np.inf) & ~(anchor < watched - 1e-3)
         valid = t >= anchor[:, None]
     n = valid.sum(axis=1)
-    x = np.where(valid, f.ring_x[cand], np.float32(0))
-    y = np.where(valid, f.ring_y[cand], np.float32(0))
-    cx = x.sum(axis=1) / np.maximum(n, 1)
-    cy = y.sum(axis=1) / np.maximum(n, 1)
+    zero = np.float32(0)
+    x = np.where(valid, f.ring_x[cand], zero)
+    y = np.where(valid, f.ring_y[cand], zero)
+    cx = (x.sum(axis=1) / np.maximum(n, 1)).astype(np.float32)
+    cy = (y.sum(axis=1) / np.maximum(n, 1)).astype(np.float32)
     r = f.radius[cand]
-    d2 = (x - cx[:, None].astype(np.float32)) ** 2 + (y - cy[:, None].astype(np.float32)) ** 2
+    d2 = (x - cx[:, None]) ** 2 + (y - cy[:, None]) ** 2
     still = ~((d2 > (r * r)[:, None]) & valid).any(axis=1)
     idle = covered & (n >= 2) & still
     for i in np.flatnonzero(idle & f.has_sites[cand]).tolist():
@@ -48,6 +65,5 @@ def idle_since(f: Fleet, idx: Idx, now: float) -> Floats:
             if haversine_m(lon, lat, slon, slat) <= float(r[i]):
                 idle[i] = False  # at the site of a case the officer is handling: that is work
                 break
-    pos = np.flatnonzero(f.active(idx) & (f.count[idx] >= 2))
-    out[pos] = np.where(idle, start, np.nan)
+    out[has] = np.where(idle, start, np.nan)
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -63,6 +64,7 @@ _STATE_OF = {
 }
 _MAX_SLEEP = 1.0  # wake at least this often, so that a step of the wall clock is noticed
 _TICK_BATCH = 2000  # timed evaluations per turn, so that writes interleave
+_SAVE_CHUNK = 4096  # rows copied and written at a time
 
 
 def patrol_state(f: Fleet, slot: int) -> str | None:
@@ -112,7 +114,7 @@ class PatrolRule:
         """The officer in each slot of the fleet."""
         self.devices: dict[tuple[str, str], st.Officer] = {}
         self._grid_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._dirty: set[int] = set()
+        self._shared: dict[str, str] = {}
         self._docs: set[Key] = set()
         self._cleared: set[Key] = set()
         self._deleted: set[Key] = set()
@@ -223,10 +225,9 @@ class PatrolRule:
     ) -> None:
         async with self._lock:
             await cancel_and_wait(self._tasks)
-            self._dirty.update(int(s) for s in self.fleet.live())
-            done = self._submit_save(self._dirty)
             await self._write_coverage(self._on_shift_slots())
-        await done
+        self.fleet.dirty[self.fleet.live()] = True
+        await self._save_dirty()
         if self._store is not None:
             await asyncio.get_running_loop().run_in_executor(self._io, self._store.close)
         self._io.shutdown(wait=True)
@@ -245,8 +246,13 @@ class PatrolRule:
         self._wake.set()
 
     def _add(self, o: st.Officer) -> None:
-        self.officers[(o.city, o.officer)] = o
+        # Many officers share a city, a lead, a role, a set of cells: one object each.
+        shared = self._shared
+        o.city = shared.setdefault(o.city, o.city)
+        o.lead = shared.setdefault(o.lead, o.lead) if o.lead else o.lead
+        o.role = shared.setdefault(o.role, o.role) if o.role else o.role
         o.grids = self._grid_sets.setdefault(o.grids, o.grids)
+        self.officers[(o.city, o.officer)] = o
         if o.slot >= 0:
             while len(self.by_slot) <= o.slot:
                 self.by_slot.extend([None] * max(1024, len(self.by_slot)))
@@ -384,7 +390,7 @@ class PatrolRule:
         idx = np.fromiter(touched, dtype=np.intp, count=len(touched))
         now = self.clock.now()
         fired = evaluate(self.fleet, self.by_slot, idx, now)
-        self._dirty.update(touched)
+        self.fleet.dirty[idx] = True
         nxt = np.nanmin(next_instants(self.fleet, idx), initial=math.inf)
         if nxt < self._next_due:
             self._next_due = nxt
@@ -412,7 +418,6 @@ class PatrolRule:
         """A shift ended: give the slot back; keep the officer only for their open case sites."""
         o = self.by_slot[slot]
         self.by_slot[slot] = None
-        self._dirty.discard(slot)
         self.fleet.free(slot)
         if o is None:
             return
@@ -478,45 +483,59 @@ class PatrolRule:
 
     # -- persistence and coverage -----------------------------------------------
 
-    def _submit_save(self, slots: set[int]) -> asyncio.Future[None]:
+    def _submit_save(self, slots: set[int] | Idx) -> asyncio.Future[None]:
         """Copy the rows of ``slots`` (and pending docs and deletions) now; write them in the
         store's thread. Submitted in order, so writes land in the order of their copies."""
         f = self.fleet
-        self._dirty -= slots
-        live = [s for s in slots if self.by_slot[s] is not None]
-        idx = np.array(live, dtype=np.intp)
         job = SaveJob()
+        idx = np.fromiter(slots, dtype=np.intp) if isinstance(slots, set) else slots
         if self._layout is None:
             self._layout = f.dtype().descr
             job.layout = self._layout
-            live = [int(s) for s in f.live()]
-            idx = np.array(live, dtype=np.intp)
+            f.dirty[f.live()] = True  # every row again, in this layout: see _save_dirty
+        idx = idx[f.used[idx]]
+        f.dirty[idx] = False
         job.packed, job.row_size = f.pack(idx)
-        job.keys = [(o.city, o.officer) for o in (self.by_slot[s] for s in live) if o is not None]
-        docs = [self.officers[k] for k in self._docs if k in self.officers]
+        by_slot = self.by_slot
+        job.keys = [(o.city, o.officer) for o in (by_slot[s] for s in idx.tolist()) if o]
+        # The docs of these rows (their rows must exist to take a state), and some more.
+        pending = self._docs
+        keys = [k for k in job.keys if k in pending]
+        keys += itertools.islice(pending, _SAVE_CHUNK)
+        pending.difference_update(keys)
+        docs = [o for o in map(self.officers.get, dict.fromkeys(keys)) if o is not None]
         job.docs = [(o.city, o.officer, orjson.dumps(o.to_doc())) for o in docs]
         job.cleared, job.deleted = list(self._cleared), list(self._deleted)
         job.drop_v1, self._drop_v1 = self._drop_v1, False
-        self._docs.clear()
         self._cleared.clear()
         self._deleted.clear()
-        store = self._store
-        if store is None or not job:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            fut.set_result(None)
-            return fut
-        return asyncio.wrap_future(self._io.submit(store.save, job))
+        if self._store is None or not job:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return asyncio.wrap_future(self._io.submit(self._store.save, job))
+
+    async def _save_dirty(self) -> None:
+        """Save every changed slot, a chunk at a time: the copy of a chunk is taken under the
+        lock, written outside it, so that no copy is large and writes go on meanwhile."""
+        while True:
+            async with self._lock:
+                f = self.fleet
+                idx = np.flatnonzero(f.dirty)[:_SAVE_CHUNK]
+                if not len(idx) and not (self._docs or self._cleared or self._deleted):
+                    return
+                done = self._submit_save(idx)
+            await done
 
     async def _flusher(self) -> None:
         last_coverage = time.monotonic()
         while True:
             await asyncio.sleep(self.flush_interval)
-            async with self._lock:
-                done = self._submit_save(set(self._dirty))
-                if time.monotonic() - last_coverage >= self.coverage_interval:
-                    last_coverage = time.monotonic()
+            await self._save_dirty()
+            if time.monotonic() - last_coverage >= self.coverage_interval:
+                last_coverage = time.monotonic()
+                async with self._lock:
                     await self._write_coverage(self._on_shift_slots())
-            await done
 
     def _on_shift_slots(self) -> Idx:
         f = self.fleet

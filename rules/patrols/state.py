@@ -82,6 +82,7 @@ def set_thresholds(f: Fleet, slot: int, th: Thresholds) -> None:
     f.buffer[slot] = th.out_of_grid.buffer
     f.gps_after[slot] = th.gps_lost.after
     f.offline_after[slot] = th.offline.after
+    f.idle_stale[slot] = True
 
 
 def on_shift(f: Fleet, slot: int, ev: ShiftEvent) -> None:
@@ -197,6 +198,7 @@ def link_sites(f: Fleet, o: Officer) -> None:
     """Let the fleet see the officer's case sites (for the idle rule)."""
     if o.slot < 0:
         return
+    f.idle_stale[o.slot] = True
     f.has_sites[o.slot] = bool(o.sites)
     if o.sites:
         f.sites[o.slot] = o.sites

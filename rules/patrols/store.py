@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from citywatch.sqlite import open_db
@@ -38,7 +40,7 @@ class SaveJob:
 
     docs: list[tuple[str, str, bytes]] = field(default_factory=list)
     keys: list[Key] = field(default_factory=list)
-    packed: bytes = b""
+    packed: npt.NDArray[np.uint8] = field(default_factory=lambda: np.empty(0, dtype=np.uint8))
     row_size: int = 0
     cleared: list[Key] = field(default_factory=list)
     deleted: list[Key] = field(default_factory=list)
@@ -72,7 +74,7 @@ class PatrolStore:
         if not job:
             return
         n = job.row_size
-        buf = job.packed
+        buf = job.packed.data  # rows are views into the copy, not copies of it
         states = [(buf[i * n : (i + 1) * n], c, o) for i, (c, o) in enumerate(job.keys)]
         with self.db:
             self.db.execute("BEGIN")

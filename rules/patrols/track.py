@@ -18,10 +18,11 @@ from rules.patrols.fleet import THIN, Fleet, Floats, Idx, K
 M_PER_DEG = 6_371_008.8 * math.pi / 180.0
 
 
-def to_metres(f: Fleet, s: Idx, lon: Floats, lat: Floats) -> tuple[Floats, Floats]:
+def to_metres(f: Fleet, s: Idx, t: Floats, lon: Floats, lat: Floats) -> tuple[Floats, Floats]:
     """Metres east and north of each slot's origin, set at its first point."""
     fresh = np.isnan(f.origin_lon[s])
     if fresh.any():
+        f.origin_t[s[fresh]] = t[fresh]
         f.origin_lon[s[fresh]] = lon[fresh]
         f.origin_lat[s[fresh]] = lat[fresh]
     olat = f.origin_lat[s]
@@ -31,17 +32,19 @@ def to_metres(f: Fleet, s: Idx, lon: Floats, lat: Floats) -> tuple[Floats, Float
 
 def add_points(f: Fleet, s: Idx, t: Floats, lon: Floats, lat: Floats) -> None:
     """Add one point to each slot of ``s`` (distinct slots)."""
-    x, y = to_metres(f, s, lon, lat)
+    x, y = to_metres(f, s, t, lon, lat)
+    f.idle_stale[s] = True
     last, prev, window = f.t_last[s], f.t_prev[s], f.window[s]
+    rel = t - f.origin_t[s]
     inorder = np.isnan(last) | (t >= last)
     replace = inorder & (t - prev < window / THIN)
     head = f.head[s].astype(np.intp)
     pos = np.where(replace, head, (head + 1) % K)
     # A full ring drops its oldest entry only if the next one still reaches back a window.
-    oldest_needed = (f.count[s] >= K) & ~(f.ring_t[s, (pos + 1) % K] <= t - window)
+    oldest_needed = (f.count[s] >= K) & ~(f.ring_t[s, (pos + 1) % K] <= rel - window)
     fast = inorder & ~(oldest_needed & ~replace)
     fs, fp = s[fast], pos[fast]
-    f.ring_t[fs, fp] = t[fast]
+    f.ring_t[fs, fp] = rel[fast]
     f.ring_x[fs, fp] = x[fast]
     f.ring_y[fs, fp] = y[fast]
     f.t_prev[fs] = np.where(replace[fast], prev[fast], last[fast])
@@ -54,9 +57,10 @@ def add_points(f: Fleet, s: Idx, t: Floats, lon: Floats, lat: Floats) -> None:
 
 def insert(f: Fleet, slot: int, t: float, x: float, y: float) -> None:
     """Place a point by its time: rebuild the slot's row in order, within K entries."""
+    origin = float(f.origin_t[slot])
     tt, xx, yy = f.ring_t[slot], f.ring_x[slot], f.ring_y[slot]
     keep = ~np.isnan(tt)
-    ts = np.append(tt[keep], t)
+    ts = np.append(tt[keep], np.float32(t - origin))
     xs = np.append(xx[keep], np.float32(x))
     ys = np.append(yy[keep], np.float32(y))
     order = np.argsort(ts, kind="stable")
@@ -72,5 +76,6 @@ def insert(f: Fleet, slot: int, t: float, x: float, y: float) -> None:
     tt[:] = np.nan
     tt[:n], xx[:n], yy[:n] = ts, xs, ys
     f.head[slot], f.count[slot] = n - 1, n
-    f.t_last[slot] = ts[-1]
-    f.t_prev[slot] = ts[-2] if n > 1 else math.nan
+    f.t_last[slot] = np.fmax(f.t_last[slot], t)
+    f.t_prev[slot] = origin + float(ts[-2]) if n > 1 else math.nan
+    f.idle_stale[slot] = True

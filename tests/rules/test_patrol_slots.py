@@ -110,7 +110,7 @@ async def test_an_officer_with_open_case_sites_is_kept_off_shift(tmp_path: Path)
 def v1_store(path: Path) -> None:
     """A store as the first version wrote it: one JSON document per officer."""
     lon, lat = offset_m(*GRIDS.centroid(CELL), 3.0, -2.0)
-    track = [[T0 + 10 * i, lon, lat] for i in range(0, 700, 30)]
+    track = [[T0 + 30 * i, lon, lat] for i in range(24)]
     patrol = {
         "city": CITY,
         "officer": "off-1",
