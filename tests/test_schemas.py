@@ -48,6 +48,11 @@ CONTRACT_ENUMS: dict[tuple[str, str], set[Any]] = {
         "unsupported_type", "internal_error", "impossible_transition", "ack_refused",
     },
     ("deadletter.json", "/properties/payload_encoding/enum"): {"utf-8", "base64"},
+    ("alert-push.json", "/properties/severity/enum"): {"yellow", "red", "critical"},
+    ("alert-push.json", "/properties/status/enum"): {"firing", "acknowledged", "resolved"},
+    ("alert-push.json", "/properties/details/properties/kind/enum"): {
+        "fire", "escalate", "remind", "reopen", "ack", "resolve",
+    },
 }  # fmt: skip
 MAX_BATCH = 1000
 DEADLETTER_MAX = 4096
@@ -60,6 +65,10 @@ EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
     "alert-ack/invalid-naive-timestamp": ("$.ts", "pattern"),
     "alert-ack/invalid-note-line-break": ("$.note", "pattern"),
     "alert-ack/invalid-note-too-long": ("$.note", "maxLength"),
+    "alert-push/invalid-missing-id": ("$", "required"),
+    "alert-push/invalid-negative-escalation": ("$.escalation", "minimum"),
+    "alert-push/invalid-starts-at-text": ("$.starts_at", "type"),
+    "alert-push/invalid-unknown-severity": ("$.severity", "enum"),
     "case-event/invalid-category-code": ("$.category", "pattern"),
     "case-event/invalid-extend-negative": ("$.extend", "exclusiveMinimum"),
     "case-event/invalid-extend-words": ("$.extend", "pattern"),

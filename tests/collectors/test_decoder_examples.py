@@ -2,7 +2,7 @@
 
 Every ``valid-*.json`` must be accepted; every ``invalid-*.json`` must be refused for the
 reason listed here, except where citywatch is documented to be more lenient than the schema
-(docs/protocol.md §8).
+(docs/protocol.md §9).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ REASONS = {
     "status/invalid-missing-status": "missing_field",
     "status/invalid-unknown-status": "unknown_value",
 }
-# Refused by the schema, accepted by citywatch on purpose (docs/protocol.md §3.3 and §8).
+# Refused by the schema, accepted by citywatch on purpose (docs/protocol.md §3.3 and §9).
 LENIENT = {
     "status/invalid-missing-ts",  # the receive time stands in for ts
     "owntracks-location/invalid-tst-string",  # tst may be an ISO 8601 date-time
@@ -116,7 +116,9 @@ def key(path: Path) -> str:
 
 
 def examples(prefix: str) -> list[Path]:
-    return sorted(p for p in EXAMPLES.glob(f"*/{prefix}-*.json") if p.parent.name != "deadletter")
+    # Dead letters and alert pushes are citywatch's output, not messages it decodes.
+    own = ("deadletter", "alert-push")
+    return sorted(p for p in EXAMPLES.glob(f"*/{prefix}-*.json") if p.parent.name not in own)
 
 
 def _epoch(value: Any) -> float | None:

@@ -119,7 +119,7 @@ def test_timestamp_forms(text: object, ts: float) -> None:
     ["2026-11-22 10:15:30+08:00", "2026-11-22T10:15:30+0800", "2026-11-22T10:15:30.250+08"],
 )
 def test_lenient_iso_8601_timestamps(text: str) -> None:
-    # docs/protocol.md §8: citywatch reads any ISO 8601 date-time with an offset that
+    # docs/protocol.md §9: citywatch reads any ISO 8601 date-time with an offset that
     # datetime.fromisoformat reads, though the schemas ask for RFC 3339.
     assert one(GPS, {"ts": text, "lat": 32.4, "lon": 119.9}).ts == pytest.approx(TS, abs=0.3)
 
@@ -240,7 +240,7 @@ def test_status_json(text: str, online: bool) -> None:
 
 
 def test_status_json_without_ts_uses_the_receive_time() -> None:
-    # Documented leniency (docs/protocol.md §3.3 and §8): the schema requires ts, citywatch not.
+    # Documented leniency (docs/protocol.md §3.3 and §9): the schema requires ts, citywatch not.
     assert one(STATUS, {"status": "online"}) == DeviceStatus(CITY, "cgt-0042", True, NOW, NOW)
 
 
