@@ -207,9 +207,14 @@ class Fleet:
             rec[name] = self.cols[name][idx]
         return rec.view(np.uint8), rec.dtype.itemsize
 
+    @staticmethod
+    def row_size(descr: Any) -> int:
+        """Bytes in a row of the saved layout ``descr``."""
+        return _saved_dtype(descr).itemsize
+
     def unpack(self, slots: Sequence[int], rows: Sequence[bytes], descr: Any) -> None:
         """Write rows packed with the layout ``descr`` (a saved :meth:`dtype`) into ``slots``."""
-        dt = np.dtype([(f[0], f[1], tuple(f[2])) if len(f) > 2 else (f[0], f[1]) for f in descr])
+        dt = _saved_dtype(descr)
         rec = np.frombuffer(b"".join(rows), dtype=dt)
         idx = np.asarray(slots, dtype=np.intp)
         for name in RESTORED:
@@ -221,3 +226,8 @@ class Fleet:
             elif name == "visited":
                 self.widen_visited(src.shape[1])
                 self.cols[name][idx, : src.shape[1]] = src
+
+
+def _saved_dtype(descr: Any) -> np.dtype[Any]:
+    """The dtype of a layout saved as JSON (lists where numpy has tuples)."""
+    return np.dtype([(f[0], f[1], tuple(f[2])) if len(f) > 2 else (f[0], f[1]) for f in descr])

@@ -187,16 +187,27 @@ class PatrolRule:
         self, rows: list[tuple[bytes, bytes | None]], layout: Any, v1: list[bytes]
     ) -> None:
         f = self.fleet
-        slots, blobs = [], []
+        slots, blobs, lost = [], [], []
+        size = f.row_size(layout) if layout is not None else -1
         for doc, blob in rows:
             o = st.Officer.from_doc(orjson.loads(doc))
-            if blob is not None and layout is not None:
+            if blob is not None:
                 o.slot = f.alloc()
-                slots.append(o.slot)
-                blobs.append(blob)
+                if len(blob) == size:
+                    slots.append(o.slot)
+                    blobs.append(blob)
+                else:
+                    lost.append(o.slot)
             self._add(o)
         if slots:
             f.unpack(slots, blobs, layout)
+        if lost:
+            # Written in another layout by a run that stopped before rewriting them: the
+            # officers are still on shift, their watch starts afresh.
+            log.warning("patrol state of %d officers unreadable; watching them afresh", len(lost))
+            now = self.clock.now()
+            for s in lost:
+                f.on_shift[s], f.watched_since[s] = True, now
         covs = []
         for blob in v1:
             o, cov = legacy.restore_v1(f, blob, self.table)

@@ -181,3 +181,19 @@ async def test_reconfiguring_keeps_the_state(tmp_path: Path) -> None:
         assert [(e.rule, e.status) for e in out.events][-1] == ("patrol_idle", "resolved")
         await feed(r, clock, fixes("dev-1", clock.now() + 10, 60))
         assert [e.status for e in out.events] == ["firing", "resolved", "firing"]
+
+
+async def test_a_row_in_another_layout_restarts_the_watch(tmp_path: Path) -> None:
+    clock, out = ManualClock(T0), Collect()
+    async with make(tmp_path, out, clock, PatrolsConfig()) as r:
+        await r.write([shift("off-1", "dev-1", "start", T0)])
+        await feed(r, clock, fixes("dev-1", T0, 10))
+    with sqlite3.connect(tmp_path / "patrols.sqlite") as db:
+        db.execute("UPDATE officers SET state = x'00'")
+    clock.set(T0 + 1000)
+    async with make(tmp_path, out, clock, PatrolsConfig()) as r:
+        assert r.state_of(CITY, "off-1") == "patrolling"
+        o = r.officer(CITY, "off-1")
+        assert o is not None and r.fleet.watched_since[o.slot] == T0 + 1000
+        await feed(r, clock, fixes("dev-1", T0 + 1000, 3))
+    assert out.events == []
