@@ -201,8 +201,14 @@ async def test_many_alerts_are_each_pushed_once(
             ids = [d["id"] for _, d in received(listener)]
             assert len(set(ids)) == n
             reg = alerting.metrics.registry
-            assert (
-                reg.get_sample_value("citywatch_notifications_sent_total", {"channel": "mqtt"}) == n
+            # Counted once the broker's PUBACKs are in, which may be after the listener has all.
+            await await_until(
+                lambda: (
+                    reg.get_sample_value("citywatch_notifications_sent_total", {"channel": "mqtt"})
+                    == n
+                ),
+                timeout=15,
+                what="all counted as sent",
             )
             assert reg.get_sample_value("citywatch_alert_delivery_delay_seconds_count") == n
     finally:
