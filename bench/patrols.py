@@ -220,7 +220,7 @@ def per_officer_size(rule: PatrolRule) -> dict[str, float]:
     ) / n + deep_size((a.city, a.device))
     return {
         "columns": columns,
-        "ring_entries": float(rule.fleet.ring_t.shape[1]),
+        "ring_entries": float(rule.fleet.ring_t.shape[0]),
         "officer": officer,
         "indexes": index,
         "total": columns + officer + index,

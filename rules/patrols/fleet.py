@@ -79,6 +79,9 @@ COLUMNS: dict[str, tuple[Any, tuple[int, ...], float]] = {
     "firing": (np.uint8, (), 0),
     "fired_since": (np.float64, (len(RULE_NAMES),), math.nan),
 }
+RING = frozenset({"ring_t", "ring_x", "ring_y"})
+"""Stored entry-major, (K, capacity): the idle check reduces over entries for many slots at
+once, a contiguous row of slots at a time. Elsewhere a column is (capacity, ...)."""
 RESTORED = tuple(COLUMNS)
 """Saved and restored columns (all of them; ``assign`` and ``has_sites`` are rebuilt)."""
 
@@ -103,7 +106,8 @@ class Fleet:
         self.shapes = {n: s for n, (_, s, _) in COLUMNS.items()}
         self.shapes["visited"] = (visited_words,)
         for name, (dtype, _, _) in COLUMNS.items():
-            self.cols[name] = np.empty((0, *self.shapes[name]), dtype=dtype)
+            shape = (K, 0) if name in RING else (0, *self.shapes[name])
+            self.cols[name] = np.empty(shape, dtype=dtype)
         self.assign = np.empty(0, dtype=np.int32)
         """Row of the slot's assignment in the :class:`AssignmentTable`, or -1."""
         self.has_sites = np.empty(0, dtype=np.bool_)
@@ -134,8 +138,12 @@ class Fleet:
     def _grow(self, capacity: int) -> None:
         old = self.capacity
         for name, a in self.cols.items():
-            b = _column((capacity, *self.shapes[name]), a.dtype)
-            b[:old] = a
+            if name in RING:
+                b = _column((K, capacity), a.dtype)
+                b[:, :old] = a
+            else:
+                b = _column((capacity, *self.shapes[name]), a.dtype)
+                b[:old] = a
             self.cols[name] = b
         for attr, fill in (("assign", -1), ("has_sites", False), ("used", False), ("dirty", False)):
             a = getattr(self, attr)
@@ -162,7 +170,10 @@ class Fleet:
             self._grow(max(1024, 2 * self.capacity))
         slot = self._free.pop()
         for name, (_, _, fill) in COLUMNS.items():
-            self.cols[name][slot] = fill
+            if name in RING:
+                self.cols[name][:, slot] = fill
+            else:
+                self.cols[name][slot] = fill
         self.assign[slot] = -1
         self.has_sites[slot] = False
         self.used[slot] = True
@@ -188,9 +199,8 @@ class Fleet:
 
     def reset_track(self, slot: int) -> None:
         """Empty the ring and forget where the officer was: the watch starts afresh."""
-        for name in (
-            "ring_t", "head", "count", "t_last", "t_prev", "origin_t", "origin_lon", "origin_lat",
-        ):  # fmt: skip
+        self.ring_t[:, slot] = math.nan
+        for name in ("head", "count", "t_last", "t_prev", "origin_t", "origin_lon", "origin_lat"):
             self.cols[name][slot] = COLUMNS[name][2]
         self.idle_stale[slot] = True
 
@@ -204,7 +214,8 @@ class Fleet:
         """A copy of the rows of ``idx`` as bytes, and the size of a row."""
         rec = np.empty(len(idx), dtype=self.dtype())
         for name in RESTORED:
-            rec[name] = self.cols[name][idx]
+            col = self.cols[name]
+            rec[name] = col[:, idx].T if name in RING else col[idx]
         return rec.view(np.uint8), rec.dtype.itemsize
 
     @staticmethod
@@ -221,7 +232,9 @@ class Fleet:
             if name not in dt.names:  # type: ignore[operator]
                 continue
             src, dst = rec[name], self.cols[name]
-            if src.shape[1:] == dst.shape[1:]:
+            if name in RING:
+                dst[:, idx] = src.T
+            elif src.shape[1:] == dst.shape[1:]:
                 dst[idx] = src
             elif name == "visited":
                 self.widen_visited(src.shape[1])

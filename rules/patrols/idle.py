@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from citywatch.geo import haversine_m
-from rules.patrols.fleet import Fleet, Floats, Idx
+from rules.patrols.fleet import Bools, Fleet, Floats, Idx
 from rules.patrols.track import M_PER_DEG
 
 
@@ -31,39 +31,50 @@ def idle_since(f: Fleet, idx: Idx, now: float) -> Floats:
 def idle_of_tracks(f: Fleet, idx: Idx) -> Floats:
     """Per slot, from its ring alone: since when the officer has stayed put, or NaN."""
     out = np.full(len(idx), np.nan)
-    # Only slots with two points or more can be idle.
-    has = np.flatnonzero(f.count[idx] >= 2)
-    cand = idx[has]
-    if not len(cand):
+    if not len(idx):
         return out
-    t = f.ring_t[cand]
-    origin = f.origin_t[cand]
-    start = f.t_last[cand] - f.window[cand]
-    start_rel = (start - origin).astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        anchor = np.where(t <= start_rel[:, None], t, -np.inf).max(axis=1)
-        watched = f.watched_since[cand] - origin
-        # Not watched for a whole window yet, or the window reaches back before the watch.
-        covered = (anchor > -np.inf) & ~(anchor < watched - 1e-3)
-        valid = t >= anchor[:, None]
-    n = valid.sum(axis=1)
-    zero = np.float32(0)
-    x = np.where(valid, f.ring_x[cand], zero)
-    y = np.where(valid, f.ring_y[cand], zero)
-    cx = (x.sum(axis=1) / np.maximum(n, 1)).astype(np.float32)
-    cy = (y.sum(axis=1) / np.maximum(n, 1)).astype(np.float32)
-    r = f.radius[cand]
-    d2 = (x - cx[:, None]) ** 2 + (y - cy[:, None]) ** 2
-    still = ~((d2 > (r * r)[:, None]) & valid).any(axis=1)
-    idle = covered & (n >= 2) & still
-    for i in np.flatnonzero(idle & f.has_sites[cand]).tolist():
-        slot = int(cand[i])
+    hi = int(idx.max()) + 1
+    # Many slots: work on the whole run of slots up to the last (no gathering copy of the
+    # rings) and pick the wanted ones after; few: gather them.
+    cols: Idx | slice = slice(0, hi) if 2 * len(idx) >= hi else idx
+    pick = idx if isinstance(cols, slice) else np.arange(len(idx))
+    with np.errstate(all="ignore"):  # slots not asked for may hold anything
+        cx, cy, r, idle = _kernel(f, cols)
+    idle = idle[pick]
+    for i in np.flatnonzero(idle & f.has_sites[idx]).tolist():
+        slot = int(idx[i])
         olat = float(f.origin_lat[slot])
-        lat = olat + float(cy[i]) / M_PER_DEG
-        lon = float(f.origin_lon[slot]) + float(cx[i]) / (M_PER_DEG * np.cos(np.radians(olat)))
+        j = int(pick[i])
+        lat = olat + float(cy[j]) / M_PER_DEG
+        lon = float(f.origin_lon[slot]) + float(cx[j]) / (M_PER_DEG * np.cos(np.radians(olat)))
         for slon, slat in f.sites.get(slot, {}).values():
-            if haversine_m(lon, lat, slon, slat) <= float(r[i]):
+            if haversine_m(lon, lat, slon, slat) <= float(r[j]):
                 idle[i] = False  # at the site of a case the officer is handling: that is work
                 break
-    out[has] = np.where(idle, start, np.nan)
+    out[idle] = (f.t_last[idx] - f.window[idx])[idle]
     return out
+
+
+def _kernel(f: Fleet, cols: Idx | slice) -> tuple[Floats, Floats, Floats, Bools]:
+    """Centre (metres from the origin), radius, and whether idle, of the rings of ``cols``."""
+    t = f.ring_t[:, cols]
+    origin = f.origin_t[cols]
+    start = f.t_last[cols] - f.window[cols]
+    anchor = np.where(t <= (start - origin).astype(np.float32), t, -np.inf).max(axis=0)
+    # Not watched for a whole window yet, or the window reaches back before the watch.
+    covered = (anchor > -np.inf) & ~(anchor < f.watched_since[cols] - origin - 1e-3)
+    valid = t >= anchor
+    n = valid.sum(axis=0, dtype=np.float32)
+    zero = np.float32(0)
+    x = np.where(valid, f.ring_x[:, cols], zero)
+    y = np.where(valid, f.ring_y[:, cols], zero)
+    cx = x.sum(axis=0) / np.maximum(n, 1)
+    cy = y.sum(axis=0) / np.maximum(n, 1)
+    x -= cx
+    y -= cy
+    x *= x
+    y *= y
+    x += y
+    r = f.radius[cols]
+    still = ~((x > r * r) & valid).any(axis=0)
+    return cx, cy, r, covered & (n >= 2) & still

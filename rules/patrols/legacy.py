@@ -47,7 +47,7 @@ def restore_v1(
         f.origin_t[s], f.origin_lon[s], f.origin_lat[s] = t[0], lon[0], lat[0]
         x, y = to_metres(f, np.full(len(t), s, dtype=np.intp), t, lon, lat)
         n = len(t)
-        f.ring_t[s, :n], f.ring_x[s, :n], f.ring_y[s, :n] = t - t[0], x, y
+        f.ring_t[:n, s], f.ring_x[:n, s], f.ring_y[:n, s] = t - t[0], x, y
         f.head[s], f.count[s], f.t_last[s] = n - 1, n, t[-1]
         f.t_prev[s] = t[-2] if n > 1 else math.nan
     for rule, since in (d.get("firing") or {}).items():

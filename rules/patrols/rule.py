@@ -64,6 +64,7 @@ _STATE_OF = {
 }
 _MAX_SLEEP = 1.0  # wake at least this often, so that a step of the wall clock is noticed
 _TICK_BATCH = 2000  # timed evaluations per turn, so that writes interleave
+_RETRY = 5.0
 _SAVE_CHUNK = 4096  # rows copied and written at a time
 
 
@@ -453,10 +454,16 @@ class PatrolRule:
         while True:
             done = None
             more = False
-            async with self._lock:
-                done, more = await self._tick(self.clock.now())
-            if done is not None:
-                await done
+            try:
+                async with self._lock:
+                    done, more = await self._tick(self.clock.now())
+                if done is not None:
+                    await done
+            except Exception:
+                # One failure (the alert sink, the store) must not stop the timed rules.
+                log.exception("patrol ticker failed; retrying in %.0fs", _RETRY)
+                await asyncio.sleep(_RETRY)
+                continue
             if more:
                 await asyncio.sleep(0)
                 continue

@@ -41,12 +41,12 @@ def add_points(f: Fleet, s: Idx, t: Floats, lon: Floats, lat: Floats) -> None:
     head = f.head[s].astype(np.intp)
     pos = np.where(replace, head, (head + 1) % K)
     # A full ring drops its oldest entry only if the next one still reaches back a window.
-    oldest_needed = (f.count[s] >= K) & ~(f.ring_t[s, (pos + 1) % K] <= rel - window)
+    oldest_needed = (f.count[s] >= K) & ~(f.ring_t[(pos + 1) % K, s] <= rel - window)
     fast = inorder & ~(oldest_needed & ~replace)
     fs, fp = s[fast], pos[fast]
-    f.ring_t[fs, fp] = rel[fast]
-    f.ring_x[fs, fp] = x[fast]
-    f.ring_y[fs, fp] = y[fast]
+    f.ring_t[fp, fs] = rel[fast]
+    f.ring_x[fp, fs] = x[fast]
+    f.ring_y[fp, fs] = y[fast]
     f.t_prev[fs] = np.where(replace[fast], prev[fast], last[fast])
     f.t_last[fs] = t[fast]
     f.head[fs] = fp
@@ -58,7 +58,7 @@ def add_points(f: Fleet, s: Idx, t: Floats, lon: Floats, lat: Floats) -> None:
 def insert(f: Fleet, slot: int, t: float, x: float, y: float) -> None:
     """Place a point by its time: rebuild the slot's row in order, within K entries."""
     origin = float(f.origin_t[slot])
-    tt, xx, yy = f.ring_t[slot], f.ring_x[slot], f.ring_y[slot]
+    tt, xx, yy = f.ring_t[:, slot], f.ring_x[:, slot], f.ring_y[:, slot]  # views
     keep = ~np.isnan(tt)
     ts = np.append(tt[keep], np.float32(t - origin))
     xs = np.append(xx[keep], np.float32(x))

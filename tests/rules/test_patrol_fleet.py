@@ -16,7 +16,7 @@ def ring(f: Fleet, slot: int) -> np.ndarray:
     """The slot's fix times, oldest first (the ring read from after its head)."""
     head = int(f.head[slot])
     order = [(head + 1 + i) % K for i in range(K)]
-    t = f.ring_t[slot, order].astype(np.float64) + f.origin_t[slot]
+    t = f.ring_t[order, slot].astype(np.float64) + f.origin_t[slot]
     return np.asarray(t[~np.isnan(t)])
 
 
