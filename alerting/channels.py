@@ -1,17 +1,22 @@
 """Which channels each receiver is told over, and the notifier behind each channel.
 
 A receiver is pushed over MQTT unless its configuration says ``mqtt: false``,
-and over each of its ``webhooks`` (channel ``webhook:N``, N its index). With
+and over each of its ``webhooks`` (channel ``webhook:<kind>:<id>``, the id a
+hash of the URL, so that reordering the list keeps queued notifications on
+their webhook). With
 ``alerting.grafana`` set, opened and resolved alerts also become annotations
 (receiver and channel ``grafana``).
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import aiohttp
 
 from alerting.config import AlertingConfig
 from alerting.notifiers.base import Notifier
+from alerting.notifiers.config import WebhookConfig
 from alerting.notifiers.grafana import GrafanaNotifier
 from alerting.notifiers.registry import NOTIFIERS
 
@@ -27,7 +32,7 @@ class Channels:
     ) -> None:
         self.mqtt = mqtt
         self.session = session
-        self._webhooks: dict[tuple[str, int], Notifier] = {}
+        self._webhooks: dict[tuple[str, str], Notifier] = {}
         self._grafana: Notifier | None = None
         self.cfg = cfg
         self.reconfigure(cfg)
@@ -47,7 +52,7 @@ class Channels:
     def channels_for(self, receiver: str) -> list[str]:
         rc = self.cfg.receiver(receiver)
         out = [MQTT] if rc.mqtt and self.mqtt is not None else []
-        out.extend(f"webhook:{i}" for i in range(len(rc.webhooks)))
+        out.extend(webhook_channel(h) for h in rc.webhooks)
         return out
 
     def notifier(self, receiver: str, channel: str) -> Notifier | None:
@@ -57,13 +62,20 @@ class Channels:
             return self._grafana
         if not channel.startswith("webhook:") or self.session is None:
             return None
-        index = int(channel.partition(":")[2])
-        hooks = self.cfg.receiver(receiver).webhooks
-        if index >= len(hooks):
-            return None
-        key = (receiver, index)
+        key = (receiver, channel)
         n = self._webhooks.get(key)
         if n is None:
-            hook = hooks[index]
+            hook = next(
+                (h for h in self.cfg.receiver(receiver).webhooks if webhook_channel(h) == channel),
+                None,
+            )
+            if hook is None:
+                return None
             n = self._webhooks[key] = NOTIFIERS[hook.kind](hook, self.session)
         return n
+
+
+def webhook_channel(hook: WebhookConfig) -> str:
+    """The channel of a webhook: its kind and a short hash of its URL (no secret shown)."""
+    digest = hashlib.sha256(hook.url.encode()).hexdigest()[:8]
+    return f"webhook:{hook.kind}:{digest}"

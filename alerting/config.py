@@ -24,12 +24,12 @@ _TIME_RE = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 
 def valid_receiver(name: str) -> bool:
     """A concrete receiver name (no placeholder), usable as an MQTT topic level."""
-    return bool(_RECEIVER_RE.match(name)) and not name.startswith("{")
+    return bool(_RECEIVER_RE.fullmatch(name)) and not name.startswith("{")
 
 
 def check_receiver(name: str, key: str) -> None:
     """A receiver is a name usable in an MQTT topic, or a ``{lead}``/``{unit}``/``{officer}``."""
-    if not _RECEIVER_RE.match(name):
+    if not _RECEIVER_RE.fullmatch(name):
         raise ConfigError(
             key,
             f"{name!r} is not a receiver name (letters, digits, _.:@-, at most 64) "
@@ -162,6 +162,7 @@ class DeliveryConfig:
     give_up_after: float = duration(86400.0)
     batch_max: int = 50
     keep_sent: float = duration(7 * 86400.0)
+    keep_resolved: float = duration(90 * 86400.0)
 
     def validate(self, prefix: str) -> None:
         if self.backoff_initial <= 0:

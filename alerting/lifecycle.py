@@ -51,9 +51,10 @@ def on_event(
     :func:`due`).
     """
     if ev.status == "firing":
+        # The window is on alerting's clock (when it resolved), not on the rule's event time.
         if alert is None or (
             alert.status == RESOLVED
-            and (alert.ends_at is None or now - alert.ends_at > reopen_window)
+            and (alert.closed_at is None or now - alert.closed_at > reopen_window)
         ):
             return _open(ev, now, new_id), "opened", []
         a = alert.copy()
@@ -137,16 +138,32 @@ def due(
     The first receivers are told at once, each escalation step once its
     ``after`` has passed since the first tell, and while unacknowledged a red
     or critical alert is told again every ``repeat_interval``. A silenced alert
-    tells nobody; once its silence ends it carries on from here.
+    tells nobody and its clocks stand still (``silenced_since`` records from
+    when); once its silence ends it carries on where it stopped.
     """
-    if alert.status != FIRING or silenced:
+    if alert.status != FIRING:
         return alert, [], None
+    if silenced:
+        if alert.silenced_since is not None:
+            return alert, [], None
+        a = alert.copy()
+        a.silenced_since = now
+        return a, [], None
     a = alert.copy()
+    last = len(route.escalate)
+    # A route shortened (or gone) by a reload: the alert is at the end of its new chain.
+    a.step = min(a.step, last)
+    if a.silenced_since is not None:
+        # The chain's clock and the reminders stood still while silenced.
+        held = max(0.0, now - a.silenced_since)
+        a.opened_at += held
+        if a.last_told_at is not None:
+            a.last_told_at += held
+        a.silenced_since = None
     tells: list[Tell] = []
     if a.step < 0:
         a.step, a.opened_at = 0, now
         tells.append(_tell("fire", route, 0, a))
-    last = len(route.escalate)
     while a.step < last and now >= a.opened_at + route.escalate[a.step].after:
         a.step += 1
         tells.append(_tell("escalate", route, a.step, a, n=a.step))

@@ -39,7 +39,7 @@ class AlertingMetrics:
         )
         self.sent = Counter(
             "citywatch_notifications_sent",
-            "Notifications delivered, by channel (mqtt, webhook:N, grafana)",
+            "Notifications delivered, by channel: mqtt, grafana, or the webhook kind",
             ["channel"],
             registry=registry,
         )

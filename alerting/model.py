@@ -58,6 +58,8 @@ class Alert:
     ack_at: float | None = None
     ack_note: str | None = None
     first_delivered_at: float | None = None
+    silenced_since: float | None = None
+    """Since when a silence has held it (its escalation clock stands still meanwhile)."""
     route: str = ""
     """The route chosen when the alert opened (its name, or ``#index``; empty: the default)."""
 

@@ -2,13 +2,16 @@
 
 Deliveries come from the store's outbox (committed with the alert change that
 caused them) and are grouped by destination, a receiver and a channel
-(``mqtt``, ``webhook:0``, ``grafana``). Each destination has one task that
-sends its deliveries in order, in batches: a destination that is down backs
-off (exponentially, with jitter, up to ``backoff_max``) without holding up the
-others, and gets exactly its pending deliveries once it is back. A
+(``mqtt``, ``webhook:<kind>:<id>``, ``grafana``). Each destination has one task
+that sends its deliveries in order, in batches: a destination that is down
+backs off (exponentially, with jitter, up to ``backoff_max``) without holding
+up the others, and gets exactly its pending deliveries once it is back. A
 notification that is refused (not retryable) or older than ``give_up_after``
 is marked failed. Deduplication is by key: the store drops a delivery it
 already holds, and the key travels as the notification's ``id``.
+
+The store may fail too (a full disk): that is logged and retried, and never
+stops a destination's task, since what is in memory is still delivered.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ Destination = tuple[str, str]
 """(receiver, channel)."""
 NotifierFor = Callable[[str, str], Notifier | None]
 RunIO = Callable[..., Awaitable[Any]]
+IDLE_EXIT = 60.0  # an idle destination's task ends after this long (receivers come and go)
+MAX_UNMARKED = 100_000  # delivered keys waiting for a store that fails; beyond, a restart resends
 
 
 def decode(payload: bytes) -> Notification:
@@ -45,6 +50,11 @@ def decode(payload: bytes) -> Notification:
     subject = doc.pop("subject")
     doc["subject_kind"], doc["subject_id"] = subject["kind"], subject["id"]
     return Notification(**doc)
+
+
+def channel_label(channel: str) -> str:
+    """The metrics label of a channel: ``mqtt``, ``grafana``, or a webhook's kind."""
+    return channel.split(":")[1] if channel.startswith("webhook:") else channel
 
 
 def is_first(key: str) -> bool:
@@ -105,25 +115,39 @@ class Outbox:
         await cancel_and_wait([q.task for q in self._queues.values()])
         await cancel_and_wait([self._marker])
         if self._done:
-            await self.run_io(self.store.delivered, self._done, self.clock.now())
+            await self._store_call(self.store.delivered, self._done, self.clock.now())
             self._done = []
 
     @property
-    def tasks(self) -> list[asyncio.Task[None]]:
-        out = [q.task for q in self._queues.values() if q.task is not None]
-        return out + ([self._marker] if self._marker is not None else [])
+    def core_tasks(self) -> list[asyncio.Task[None]]:
+        """The tasks that must keep running (destinations' tasks come and go)."""
+        return [self._marker] if self._marker is not None else []
+
+    def destinations(self) -> int:
+        return len(self._queues)
+
+    def pending(self) -> int:
+        """Deliveries waiting, over every destination."""
+        return self._pending
+
+    async def _store_call(self, fn: Callable[..., Any], *args: Any) -> bool:
+        try:
+            await self.run_io(fn, *args)
+        except Exception as exc:
+            log.error("outbox: the store failed (%s); delivery goes on from memory", exc)
+            return False
+        return True
 
     async def _mark_delivered(self) -> None:
         while True:
             await self._done_wake.wait()
             self._done_wake.clear()
             keys, self._done = self._done, []
-            if keys:
-                await self.run_io(self.store.delivered, keys, self.clock.now())
-
-    def pending(self) -> int:
-        """Deliveries waiting, over every destination."""
-        return self._pending
+            if keys and not await self._store_call(self.store.delivered, keys, self.clock.now()):
+                # Kept for the next try, within a bound: beyond it a restart resends a few.
+                self._done = (keys + self._done)[-MAX_UNMARKED:]
+                await asyncio.sleep(1.0)
+                self._done_wake.set()
 
     def add(self, deliveries: Iterable[Delivery]) -> None:
         """Queue deliveries (already committed to the outbox) for their destinations."""
@@ -135,18 +159,24 @@ class Outbox:
             q.items.append(d)
             self._pending += 1
             q.wake.set()
-            if q.task is None and not self._closing:
+            if (q.task is None or q.task.done()) and not self._closing:
                 q.task = asyncio.create_task(
                     self._run(dest, q), name=f"deliver-{dest[0]}-{dest[1]}"
                 )
-        self.metrics.outbox.set(self.pending())
+        self.metrics.outbox.set(self._pending)
 
     async def _run(self, dest: Destination, q: _Queue) -> None:
         receiver, channel = dest
         while True:
             if not q.items:
                 q.wake.clear()
-                await q.wake.wait()
+                try:
+                    async with asyncio.timeout(IDLE_EXIT):
+                        await q.wake.wait()
+                except TimeoutError:
+                    if not q.items and self._queues.get(dest) is q:
+                        del self._queues[dest]  # a new delivery makes a new queue and task
+                        return
                 continue
             head = q.items[0]
             wait = head.due_at - self.clock.now()
@@ -159,12 +189,19 @@ class Outbox:
                     pass
                 continue
             batch = [q.items[i] for i in range(min(len(q.items), self.cfg.batch_max))]
-            await self._send(receiver, channel, q, batch)
+            try:
+                await self._send(receiver, channel, q, batch)
+            except Exception:  # the stage itself must not die with one bad batch
+                log.exception("outbox: delivery to %s over %s failed", receiver, channel)
+                await self._retry(q, batch, channel, "internal error")
 
     async def _send(self, receiver: str, channel: str, q: _Queue, batch: list[Delivery]) -> None:
         notifier = self.notifier_for(receiver, channel)
         if notifier is None:
-            await self._fail(q, batch, f"channel {channel} of {receiver} is not configured")
+            # Perhaps a reload removed it, and another brings it back: wait, up to give_up_after.
+            await self._retry(
+                q, batch, channel, f"channel {channel} of {receiver} is not configured"
+            )
             return
         try:
             await notifier.notify([decode(d.payload) for d in batch])
@@ -174,24 +211,36 @@ class Outbox:
             else:
                 await self._fail(q, batch, str(exc))
             return
-        except Exception as exc:  # a notifier's bug must not stop delivery to the others
+        except Exception as exc:  # a notifier's bug, or a payload it cannot take
+            if len(batch) > 1:
+                for d in batch:  # alone, the others go through and only the culprit fails
+                    await self._send(receiver, channel, q, [d])
+                return
             log.exception("notifier %s for %s failed", channel, receiver)
             await self._fail(q, batch, f"internal error: {type(exc).__name__}")
             return
         now = self.clock.now()
-        for _ in batch:
-            q.items.popleft()
-        self._pending -= len(batch)
+        self._remove(q, batch)
         q.attempts = 0
         self._done.extend(d.key for d in batch)
         self._done_wake.set()
-        self.metrics.sent.labels(channel).inc(len(batch))
+        self.metrics.sent.labels(channel_label(channel)).inc(len(batch))
         for d in batch:
             if is_first(d.key):
                 self.metrics.delay.observe(max(0.0, now - d.created_at))
         if self.on_delivered is not None:
             self.on_delivered(batch, now)
-        self.metrics.outbox.set(self.pending())
+
+    def _remove(self, q: _Queue, batch: list[Delivery]) -> None:
+        before = len(q.items)
+        if len(batch) <= before and all(q.items[i] is d for i, d in enumerate(batch)):
+            for _ in batch:
+                q.items.popleft()
+        else:
+            gone = {id(d) for d in batch}
+            q.items = deque(d for d in q.items if id(d) not in gone)
+        self._pending -= before - len(q.items)
+        self.metrics.outbox.set(self._pending)
 
     async def _retry(self, q: _Queue, batch: list[Delivery], channel: str, error: str) -> None:
         now = self.clock.now()
@@ -201,16 +250,16 @@ class Outbox:
         expired = [d for d in batch if now - d.created_at >= self.cfg.give_up_after]
         if expired:
             await self._fail(q, expired, f"gave up after {self.cfg.give_up_after:.0f}s: {error}")
-        keep = [d for d in batch if d not in expired]
+        keep = [d for d in batch if all(d is not e for e in expired)]
         for d in keep:
             d.attempts += 1
             d.due_at = now + delay
             d.last_error = error
         if keep:
-            await self.run_io(
+            await self._store_call(
                 self.store.retry, [(d.key, d.attempts, d.due_at, error) for d in keep]
             )
-        self.metrics.retried.labels(channel).inc(len(keep))
+        self.metrics.retried.labels(channel_label(channel)).inc(len(keep))
         log.warning(
             "delivery to %s over %s failed (%s); %d waiting, next try in %.1fs",
             batch[0].receiver,
@@ -221,12 +270,9 @@ class Outbox:
         )
 
     async def _fail(self, q: _Queue, batch: list[Delivery], error: str) -> None:
-        keys = {d.key for d in batch}
-        left = deque(d for d in q.items if d.key not in keys)
-        self._pending -= len(q.items) - len(left)
-        q.items = left
-        await self.run_io(self.store.failed, [(d.key, d.attempts + 1, error) for d in batch])
-        self.metrics.failed.labels(batch[0].channel).inc(len(batch))
+        self._remove(q, batch)
+        await self._store_call(self.store.failed, [(d.key, d.attempts + 1, error) for d in batch])
+        self.metrics.failed.labels(channel_label(batch[0].channel)).inc(len(batch))
         log.error(
             "gave up %d notification(s) to %s over %s: %s",
             len(batch),
@@ -234,4 +280,3 @@ class Outbox:
             batch[0].channel,
             error,
         )
-        self.metrics.outbox.set(self.pending())

@@ -55,7 +55,8 @@ def receivers(route: Route, step: int, alert: Alert) -> list[str]:
     ``{lead}``, ``{unit}`` and ``{officer}`` take the alert's label of that name;
     a placeholder the alert has no label for falls back to ``duty``.
     """
-    names = route.receivers if step == 0 else route.escalate[step - 1].receivers
+    step = min(step, len(route.escalate))
+    names = route.receivers if step <= 0 else route.escalate[step - 1].receivers
     out: list[str] = []
     for name in names:
         if name.startswith("{"):
@@ -69,4 +70,5 @@ def receivers(route: Route, step: int, alert: Alert) -> list[str]:
 
 def severity(route: Route, step: int, alert: Alert) -> str:
     """The severity told at ``step``: the rule's, then the escalation step's."""
+    step = min(step, len(route.escalate))
     return alert.severity if step <= 0 else route.escalate[step - 1].severity

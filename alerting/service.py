@@ -20,39 +20,30 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-import orjson
-
-from alerting import lifecycle, routing
-from alerting.channels import GRAFANA, Channels
+from alerting import acks, lifecycle, notify, routing
+from alerting.acks import RejectSink
+from alerting.channels import Channels
 from alerting.config import AlertingConfig
-from alerting.lifecycle import LifecycleError, Tell
+from alerting.lifecycle import Tell
 from alerting.metrics import AlertingMetrics
-from alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
-from alerting.notifiers.base import Notification
+from alerting.model import FIRING, RESOLVED, Alert
 from alerting.outbox import Outbox
 from alerting.silences import Matcher, Silence, silenced_by
 from alerting.store import AlertStore, Change, Delivery
-from alerting.summary import summary
 from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
-from citywatch.models import AlertAck, AlertChange, AlertEvent, Record, Rejected
+from citywatch.models import AlertAck, AlertEvent, Record
 from citywatch.scheduler import Timers
 from citywatch.sink import Sink
 
 log = logging.getLogger("citywatch.alerts")
 T = TypeVar("T")
-_STATUS_OF = {"resolve": RESOLVED, "ack": ACKNOWLEDGED}
 _CHANGE_OF = {"fire": "notified", "escalate": "escalated", "remind": "reminded"}
-
-
-class RejectSink(Protocol):
-    """Where refused acknowledgements go: the dead-letter topic and the record."""
-
-    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 class Alerting:
@@ -74,7 +65,7 @@ class Alerting:
         self.cfg = cfg
         self.store_path = store_path
         self.channels = channels
-        self.history = history
+        self._history = history
         self.metrics = metrics
         self.clock = clock
         self.rejects = rejects
@@ -92,6 +83,8 @@ class Alerting:
         self._outbox: Outbox | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: set[asyncio.Task[None]] = set()
+        self.listeners: list[Callable[[list[Alert]], None]] = []
+        """Called with the alerts of every committed batch of changes (the API's stream)."""
         self.changed = asyncio.Condition()
         """Notified after every committed change (for tests and the API's stream)."""
         metrics.by_state(self._state_counts)
@@ -161,7 +154,8 @@ class Alerting:
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
-        return list(self._tasks)
+        """The background tasks that must run as long as alerting does."""
+        return [*self._tasks, *(self._outbox.core_tasks if self._outbox is not None else [])]
 
     def reconfigure(self, cfg: AlertingConfig) -> None:
         """New routes, receivers and timings; open alerts keep their state and route name."""
@@ -188,28 +182,11 @@ class Alerting:
             changes: list[Change] = []
             final: dict[int, tuple[Alert, float | None]] = {}
             before: dict[str, Alert | None] = {}
-            for ev in events:
-                fp = ev.fingerprint
-                current = self.alerts.get(fp)
-                before.setdefault(fp, current)
-                alert, change, tells = lifecycle.on_event(
-                    current, ev, now, self.cfg.reopen_window, self._next_id
-                )
-                if alert is None or change is None:
-                    continue
-                if change == "opened":
-                    self._next_id += 1
-                    alert.route = routing.choose_route(alert, self.cfg, now, self._tz)
-                detail: dict[str, Any] = {"at": ev.at, "values": dict(ev.values)}
-                c = Change(alert, change, now, detail, self._deliveries(alert, tells, now))
-                changes.append(c)
-                if change in ("opened", "resolved") and self.channels.grafana:
-                    c.deliveries = [*c.deliveries, self._grafana(alert, change, now)]
-                final[alert.id] = self._advance(alert, now, changes)
-                self.alerts[fp] = final[alert.id][0]
             try:
+                for ev in events:
+                    self._apply_event(ev, now, changes, final, before)
                 await self._commit(changes, final)
-            except BaseException:
+            except Exception:
                 for fp, old in before.items():  # memory must not run ahead of the store
                     if old is None:
                         self.alerts.pop(fp, None)
@@ -217,6 +194,35 @@ class Alerting:
                         self.alerts[fp] = old
                 raise
             self._schedule(final)
+
+    def _apply_event(
+        self,
+        ev: AlertEvent,
+        now: float,
+        changes: list[Change],
+        final: dict[int, tuple[Alert, float | None]],
+        before: dict[str, Alert | None],
+    ) -> None:
+        fp = ev.fingerprint
+        current = self.alerts.get(fp)
+        before.setdefault(fp, current)
+        alert, change, tells = lifecycle.on_event(
+            current, ev, now, self.cfg.reopen_window, self._next_id
+        )
+        if alert is None or change is None:
+            return
+        if change == "opened":
+            self._next_id += 1
+            alert.route = routing.choose_route(alert, self.cfg, now, self._tz)
+        if tells and self._silenced(alert, now):
+            tells = []  # a silence mutes the reopening and the resolution too
+        detail: dict[str, Any] = {"at": ev.at, "values": dict(ev.values)}
+        c = Change(alert, change, now, detail, self._deliveries(alert, tells, now))
+        changes.append(c)
+        if change in ("opened", "resolved") and self.channels.grafana:
+            c.deliveries = [*c.deliveries, notify.grafana_delivery(alert, change, now)]
+        final[alert.id] = self._advance(alert, now, changes)
+        self.alerts[fp] = final[alert.id][0]
 
     def _advance(
         self, alert: Alert, now: float, changes: list[Change]
@@ -228,6 +234,9 @@ class Alerting:
         new, tells, nxt = lifecycle.due(
             alert, routing.route_of(alert, self.cfg), self.cfg, now, silenced
         )
+        if (new.silenced_since is None) != (alert.silenced_since is None):
+            change = "silenced" if new.silenced_since is not None else "unsilenced"
+            changes.append(Change(new, change, now, None))
         for t in tells:
             changes.append(
                 Change(
@@ -247,26 +256,40 @@ class Alerting:
     async def _on_due(self, due: list[tuple[Any, float]], now: float) -> None:
         async with self._lock:
             changes: list[Change] = []
-            touched: list[Alert] = []
+            touched: dict[int, Alert] = {}
             for key, _ in due:
                 kind, ident = key
                 if kind == "silence":
                     s = self.silences.get(ident)
                     if s is not None and now < s.ends_at:
                         self.timers.set(key, s.ends_at)  # it started: wake again at its end
-                    touched.extend(a for a in self.by_id.values() if a.status == FIRING)
+                    # Only the alerts it matches can change (muted now, or released).
+                    for cand in self.by_id.values():
+                        if cand.status == FIRING and (s is None or s.matches(cand.fields())):
+                            touched[cand.id] = cand
                     continue
-                a = self.by_id.get(ident)
-                if a is not None:
-                    touched.append(a)
-            final: dict[int, tuple[Alert, float | None]] = {}
-            for a in touched:
-                if a.id not in final:
-                    final[a.id] = self._advance(a, now, changes)
+                one = self.by_id.get(ident)
+                if one is not None:
+                    touched[one.id] = one
+            final = {a.id: self._advance(a, now, changes) for a in touched.values()}
             await self._commit(changes, final)
             self._schedule(final)
 
     # -- people -----------------------------------------------------------------
+
+    async def get(self, alert_id: int) -> Alert | None:
+        """An alert by id: from memory if current, else from the store."""
+        a = self.by_id.get(alert_id)
+        return a if a is not None else await self._run_io(self.store.get, alert_id)
+
+    async def history(self, alert_id: int) -> list[dict[str, Any]]:
+        """The changes of an alert, oldest first."""
+        rows = await self._run_io(self.store.history, alert_id)
+        return [{"at": at, "change": change, "detail": detail} for at, change, detail in rows]
+
+    async def recent_resolved(self, limit: int) -> list[Alert]:
+        """The last ``limit`` resolved alerts, newest first."""
+        return await self._run_io(self.store.recent_resolved, limit)
 
     async def acknowledge(self, alert_id: int, by: str, note: str | None = None) -> Alert:
         """Acknowledge an open alert: its chain and reminders stop, everyone told hears who.
@@ -275,12 +298,9 @@ class Alerting:
         for one already acknowledged or resolved.
         """
         async with self._lock:
-            a = self.by_id.get(alert_id)
+            a = await self.get(alert_id)
             if a is None:
-                stored = await self._run_io(self.store.get, alert_id)
-                if stored is None:
-                    raise KeyError(alert_id)
-                a = stored
+                raise KeyError(alert_id)
             now = self.clock.now()
             new, tells = lifecycle.acknowledge(a, by, note, now)
             detail = {"by": by, "note": note}
@@ -289,63 +309,11 @@ class Alerting:
             self.timers.set(("alert", new.id), None)
             return new
 
-    # -- acknowledgements from handhelds (the collector's sink) ----------------
-
     async def write(self, records: Sequence[Record]) -> None:
-        """Apply the acknowledgements among ``records``; other records are not for alerting.
-
-        An acknowledgement that cannot be applied is refused to the dead-letter
-        topic (``ack_refused``), never raised: the collector must not stall on it.
-        One repeated by the receiver who acknowledged (a redelivery) is a no-op.
-        """
+        """Apply the acknowledgements from handhelds among ``records`` (:mod:`alerting.acks`)."""
         for r in records:
             if type(r) is AlertAck:
-                await self._apply_ack(r)
-
-    async def _apply_ack(self, ack: AlertAck) -> None:
-        why = await self._ack_refusal(ack)
-        if why is None:
-            try:
-                await self.acknowledge(ack.alert_id, by=ack.receiver, note=ack.note)
-            except KeyError:
-                why = f"alert {ack.alert_id} is unknown"
-            except LifecycleError as exc:
-                # The alert changed since it was looked at (e.g. resolved meanwhile).
-                again = await self._ack_refusal(ack)
-                why = str(exc) if again is None else again
-            else:
-                log.info("alert %d acknowledged by %s from a handheld", ack.alert_id, ack.receiver)
-                return
-        if not why:
-            return  # the receiver's own acknowledgement again (a redelivery): already done
-        log.info("acknowledgement of alert %d by %s refused: %s", ack.alert_id, ack.receiver, why)
-        if self.rejects is None:
-            return
-        topic = f"{self.topic_root}/{ack.city}/acks/{ack.receiver}"
-        rejected = Rejected("ack", "ack_refused", why, topic, ack.received_at, ack.city)
-        doc: dict[str, Any] = {"alert_id": ack.alert_id, "ts": ack.ts}
-        if ack.note is not None:
-            doc["note"] = ack.note
-        await self.rejects.reject(rejected, orjson.dumps(doc))
-
-    async def _ack_refusal(self, ack: AlertAck) -> str | None:
-        """Why ``ack`` cannot be applied: None if it can, ``""`` if it is the receiver's repeat."""
-        a = self.by_id.get(ack.alert_id)
-        if a is None:
-            a = await self._run_io(self.store.get, ack.alert_id)
-        if a is None:
-            return f"alert {ack.alert_id} is unknown"
-        if a.city != ack.city:
-            return f"alert {a.id} is not an alert of city {ack.city}"
-        if ack.receiver not in a.told:
-            return f"{ack.receiver} was not told of alert {a.id}, so cannot acknowledge it"
-        if a.ack_by == ack.receiver:
-            return ""
-        if a.status == RESOLVED:
-            return f"alert {a.id} is already resolved"
-        if a.ack_by is not None:
-            return f"alert {a.id} was already acknowledged by {a.ack_by}"
-        return None
+                await acks.apply_ack(r, self.get, self.acknowledge, self.rejects, self.topic_root)
 
     async def add_silence(
         self,
@@ -377,6 +345,12 @@ class Alerting:
         async with self._lock:
             s = self.silences[silence_id]
             now = self.clock.now()
+            if s.starts_at > now:
+                # Never in force: forgotten, shown once more as ended.
+                await self._run_io(self.store.delete_silence, s.id)
+                del self.silences[s.id]
+                self.timers.set(("silence", s.id), None)
+                return s
             if s.ends_at > now:
                 s = Silence(
                     s.id,
@@ -407,62 +381,15 @@ class Alerting:
     # -- notifications ----------------------------------------------------------
 
     def _deliveries(self, a: Alert, tells: Sequence[Tell], now: float) -> list[Delivery]:
-        out: list[Delivery] = []
-        for t in tells:
-            status = _STATUS_OF.get(t.kind, FIRING)
-            text = summary(a, t.severity, status, now)
-            for r in t.receivers:
-                key = t.key(a, r)
-                payload = orjson.dumps(self._notification(a, t, r, key, status, text).to_json())
-                for channel in self.channels.channels_for(r):
-                    out.append(Delivery(f"{key}|{channel}", a.id, r, channel, payload, now, now))
-        return out
-
-    def _grafana(self, a: Alert, change: str, now: float) -> Delivery:
-        status = RESOLVED if change == "resolved" else FIRING
-        tell = Tell("resolve" if status == RESOLVED else "fire", (GRAFANA,), a.severity, 0)
-        key = tell.key(a, GRAFANA)
-        n = self._notification(a, tell, GRAFANA, key, status, summary(a, a.severity, status, now))
-        return Delivery(
-            f"{key}|{GRAFANA}", a.id, GRAFANA, GRAFANA, orjson.dumps(n.to_json()), now, now
-        )
-
-    @staticmethod
-    def _notification(
-        a: Alert, t: Tell, receiver: str, key: str, status: str, text: str
-    ) -> Notification:
-        labels = a.labels
-        details: dict[str, Any] = {
-            "kind": t.kind,
-            "occurrence": a.occurrence,
-            "labels": dict(labels),
-            "values": dict(a.values),
-        }
-        if status == ACKNOWLEDGED:
-            details.update(ack_by=a.ack_by, ack_note=a.ack_note, ack_at=a.ack_at)
-        if t.kind == "remind":
-            details["reminder"] = t.n
-        return Notification(
-            id=key,
-            fingerprint=a.fingerprint,
-            rule=a.rule,
-            severity=t.severity,
-            status=status,
-            city=a.city,
-            subject_kind=a.subject_kind,
-            subject_id=a.subject,
-            starts_at=a.starts_at,
-            summary=text,
-            receiver=receiver,
-            escalation=t.step,
-            ends_at=a.ends_at if status == RESOLVED else None,
-            grid=labels.get("grid"),
-            unit=labels.get("unit"),
-            officer=labels.get("officer") or (a.subject if a.subject_kind == "officer" else None),
-            device=labels.get("device"),
-            details=details,
-            alert_id=a.id,
-        )
+        route = routing.route_of(a, self.cfg)
+        # Acknowledgements and resolutions are told at the severity the alert reached.
+        tells = [
+            t
+            if t.kind in ("fire", "escalate", "remind")
+            else replace(t, severity=routing.severity(route, a.step, a))
+            for t in tells
+        ]
+        return notify.deliveries(a, tells, now, self.channels.channels_for)
 
     def _delivered(self, batch: list[Delivery], now: float) -> None:
         for d in batch:
@@ -478,27 +405,44 @@ class Alerting:
         """Store ``changes``, each with its alert's final state; queue what is new to the outbox."""
         for c in changes:
             c.alert = final[c.alert.id][0] if c.alert.id in final else c.alert
-        if changes:
-            await self._store_changes(changes)
+        try:
+            if changes:
+                await self._store_changes(changes)
+        except asyncio.CancelledError:
+            for alert, _ in final.values():
+                self._keep(alert)
+            raise
         for alert, _ in final.values():
             self._keep(alert)
 
     async def _store_changes(self, changes: list[Change]) -> None:
-        added = set(await self._run_io(self.store.commit, changes))
+        commit = asyncio.ensure_future(self._run_io(self.store.commit, changes))
+        try:
+            added = set(await asyncio.shield(commit))
+        except asyncio.CancelledError:
+            # The commit goes on in the store's thread: finish what it needs, then stop.
+            added = set(await commit)
+            self._after_commit(changes, added)
+            raise
+        self._after_commit(changes, added)
+        async with self.changed:
+            self.changed.notify_all()
+
+    def _after_commit(self, changes: list[Change], added: set[str]) -> None:
         self.outbox.add(d for c in changes for d in c.deliveries if d.key in added)
         for c in changes:
             self.metrics.changes.labels(c.alert.rule, c.alert.severity, c.change).inc()
         self._write_history(changes)
-        async with self.changed:
-            self.changed.notify_all()
+        for listener in self.listeners:
+            listener([c.alert for c in changes])
 
     def _write_history(self, changes: list[Change]) -> None:
-        if self.history is None:
+        if self._history is None:
             return
-        points = [_history_point(c) for c in changes if c.change != "updated"]
+        points = [notify.history_point(c) for c in changes if c.change != "updated"]
         if points:
             # Not awaited: delivery must not wait for the InfluxDB writer's next batch.
-            task = asyncio.create_task(self.history.write(points))
+            task = asyncio.create_task(self._history.write(points))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
@@ -537,31 +481,12 @@ class Alerting:
                     if s.ends_at < now:
                         del self.silences[s.id]
             t0 = time.perf_counter()
-            pruned = await self._run_io(self.store.prune, now - self.cfg.delivery.keep_sent)
+            pruned = await self._run_io(
+                self.store.prune,
+                now - self.cfg.delivery.keep_sent,
+                now - self.cfg.delivery.keep_resolved,
+            )
             if pruned:
-                log.info("outbox: pruned %d old rows in %.2fs", pruned, time.perf_counter() - t0)
-
-
-def _history_point(c: Change) -> AlertChange:
-    a = c.alert
-    detail = c.detail or {}
-    receivers = detail.get("receivers") or ()
-    return AlertChange(
-        alert_id=a.id,
-        fingerprint=a.fingerprint,
-        rule=a.rule,
-        severity=a.severity,
-        status=a.status,
-        change=c.change,
-        city=a.city,
-        subject_kind=a.subject_kind,
-        subject=a.subject,
-        at=c.at,
-        step=int(detail.get("step", max(a.step, 0))),
-        grid=a.labels.get("grid"),
-        unit=a.labels.get("unit"),
-        officer=a.labels.get("officer"),
-        receivers=",".join(receivers),
-        by=detail.get("by"),
-        note=detail.get("note"),
-    )
+                log.info(
+                    "alert store: pruned %d old rows in %.2fs", pruned, time.perf_counter() - t0
+                )

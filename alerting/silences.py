@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 OPS = ("=", "!=", "=~", "!~")
+_NESTED = re.compile(r"\)[*+{]")
 MAX_PATTERN = 256
 MAX_MATCHERS = 16
 
@@ -40,6 +41,11 @@ class Matcher:
         if len(self.value) > MAX_PATTERN:
             raise SilenceError(f"matcher {self.name!r}: value longer than {MAX_PATTERN}")
         if self.op in ("=~", "!~"):
+            if _NESTED.search(self.value):
+                # A quantified group can backtrack exponentially (Python's re is not RE2).
+                raise SilenceError(
+                    f"matcher {self.name!r}: a group followed by *, + or {{}} is not allowed"
+                )
             try:
                 re.compile(self.value)
             except re.error as exc:

@@ -157,6 +157,16 @@ class AlertStore:
         row = self.db.execute("SELECT doc FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         return Alert.from_json(row[0]) if row else None
 
+    def recent_resolved(self, limit: int) -> list[Alert]:
+        """The last ``limit`` resolved alerts, newest first."""
+        return [
+            Alert.from_json(blob)
+            for (blob,) in self.db.execute(
+                "SELECT doc FROM alerts WHERE status = 'resolved' ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+        ]
+
     def history(self, alert_id: int) -> list[tuple[float, str, dict[str, Any] | None]]:
         return [
             (at, change, orjson.loads(detail) if detail else None)
@@ -174,6 +184,10 @@ class AlertStore:
                 "INSERT OR REPLACE INTO silences (id, ends_at, doc) VALUES (?,?,?)",
                 (s.id, s.ends_at, orjson.dumps(s.to_json())),
             )
+
+    def delete_silence(self, silence_id: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
 
     def load_silences(self, ended_since: float) -> list[Silence]:
         return [
@@ -229,11 +243,23 @@ class AlertStore:
             )
         ]
 
-    def prune(self, before: float) -> int:
-        """Forget delivered and failed notifications older than ``before``."""
+    def prune(self, sent_before: float, resolved_before: float) -> int:
+        """Forget notifications delivered or failed before ``sent_before``, and alerts
+        (with their history) resolved before ``resolved_before``; returns the rows gone."""
         with self.db:
-            cur = self.db.execute(
-                "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", (before,)
-            )
-            self.db.execute("DELETE FROM silences WHERE ends_at < ?", (before,))
-        return cur.rowcount
+            self.db.execute("BEGIN")
+            gone = self.db.execute(
+                "DELETE FROM outbox WHERE state != 'pending' AND created_at < ?", (sent_before,)
+            ).rowcount
+            gone += self.db.execute(
+                "DELETE FROM silences WHERE ends_at < ?", (sent_before,)
+            ).rowcount
+            old = "SELECT id FROM alerts WHERE status = 'resolved' AND updated_at < ?"
+            gone += self.db.execute(
+                f"DELETE FROM history WHERE alert_id IN ({old})", (resolved_before,)
+            ).rowcount
+            gone += self.db.execute(
+                "DELETE FROM alerts WHERE status = 'resolved' AND updated_at < ?",
+                (resolved_before,),
+            ).rowcount
+        return gone

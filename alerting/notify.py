@@ -1,0 +1,109 @@
+"""What each tell becomes: one notification per receiver, one delivery per channel.
+
+Pure functions of the alert, the tell and the receivers' channels; the
+delivery's key is the notification's idempotency key plus the channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from alerting.lifecycle import Tell
+from alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
+from alerting.notifiers.base import Notification
+from alerting.store import Change, Delivery
+from alerting.summary import summary
+from citywatch.models import AlertChange
+
+GRAFANA = "grafana"
+STATUS_OF = {"resolve": RESOLVED, "ack": ACKNOWLEDGED}
+
+
+def notification(a: Alert, t: Tell, receiver: str, status: str, now: float) -> Notification:
+    """The notification of tell ``t`` for ``receiver``."""
+    labels = a.labels
+    details: dict[str, Any] = {
+        "kind": t.kind,
+        "occurrence": a.occurrence,
+        "labels": dict(labels),
+        "values": dict(a.values),
+    }
+    if status == ACKNOWLEDGED:
+        details.update(ack_by=a.ack_by, ack_note=a.ack_note, ack_at=a.ack_at)
+    if t.kind == "remind":
+        details["reminder"] = t.n
+    return Notification(
+        id=t.key(a, receiver),
+        fingerprint=a.fingerprint,
+        rule=a.rule,
+        severity=t.severity,
+        status=status,
+        city=a.city,
+        subject_kind=a.subject_kind,
+        subject_id=a.subject,
+        starts_at=a.starts_at,
+        summary=summary(a, t.severity, status, now),
+        receiver=receiver,
+        escalation=t.step,
+        ends_at=a.ends_at if status == RESOLVED else None,
+        grid=labels.get("grid"),
+        unit=labels.get("unit"),
+        officer=labels.get("officer") or (a.subject if a.subject_kind == "officer" else None),
+        device=labels.get("device"),
+        details=details,
+        alert_id=a.id,
+    )
+
+
+def deliveries(
+    a: Alert, tells: Sequence[Tell], now: float, channels_for: Callable[[str], list[str]]
+) -> list[Delivery]:
+    """One delivery per receiver of each tell and channel of the receiver."""
+    out: list[Delivery] = []
+    for t in tells:
+        status = STATUS_OF.get(t.kind, FIRING)
+        for r in t.receivers:
+            n = notification(a, t, r, status, now)
+            payload = orjson.dumps(n.to_json())
+            for channel in channels_for(r):
+                out.append(Delivery(f"{n.id}|{channel}", a.id, r, channel, payload, now, now))
+    return out
+
+
+def grafana_delivery(a: Alert, change: str, now: float) -> Delivery:
+    """The annotation of an opened (a point) or resolved (a region) alert."""
+    status = RESOLVED if change == "resolved" else FIRING
+    tell = Tell("resolve" if status == RESOLVED else "fire", (GRAFANA,), a.severity, 0)
+    n = notification(a, tell, GRAFANA, status, now)
+    return Delivery(
+        f"{n.id}|{GRAFANA}", a.id, GRAFANA, GRAFANA, orjson.dumps(n.to_json()), now, now
+    )
+
+
+def history_point(c: Change) -> AlertChange:
+    """The ``alert`` point of one change (docs/schema.md)."""
+    a = c.alert
+    detail = c.detail or {}
+    receivers = detail.get("receivers") or ()
+    return AlertChange(
+        alert_id=a.id,
+        fingerprint=a.fingerprint,
+        rule=a.rule,
+        severity=a.severity,
+        status=a.status,
+        change=c.change,
+        city=a.city,
+        subject_kind=a.subject_kind,
+        subject=a.subject,
+        at=c.at,
+        step=int(detail.get("step", max(a.step, 0))),
+        grid=a.labels.get("grid"),
+        unit=a.labels.get("unit"),
+        officer=a.labels.get("officer"),
+        receivers=",".join(receivers),
+        by=detail.get("by"),
+        note=detail.get("note"),
+    )
