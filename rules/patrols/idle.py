@@ -14,6 +14,8 @@ from citywatch.geo import haversine_m
 from rules.patrols.fleet import Bools, Fleet, Floats, Idx
 from rules.patrols.track import M_PER_DEG
 
+_CHUNK = 4096
+
 
 def idle_since(f: Fleet, idx: Idx, now: float) -> Floats:
     """Per slot, the fix time since which the officer has been idle, or NaN.
@@ -39,7 +41,12 @@ def idle_of_tracks(f: Fleet, idx: Idx) -> Floats:
     cols: Idx | slice = slice(0, hi) if 2 * len(idx) >= hi else idx
     pick = idx if isinstance(cols, slice) else np.arange(len(idx))
     with np.errstate(all="ignore"):  # slots not asked for may hold anything
-        cx, cy, r, idle = _kernel(f, cols)
+        if isinstance(cols, slice):
+            # A few thousand slots at a time: each step's arrays stay in the CPU's cache.
+            parts = [_kernel(f, slice(i, min(i + _CHUNK, hi))) for i in range(0, hi, _CHUNK)]
+            cx, cy, r, idle = (np.concatenate(p) for p in zip(*parts, strict=True))
+        else:
+            cx, cy, r, idle = _kernel(f, cols)
     idle = idle[pick]
     for i in np.flatnonzero(idle & f.has_sites[idx]).tolist():
         slot = int(idx[i])
