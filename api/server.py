@@ -1,16 +1,54 @@
-"""The aiohttp application: ``/healthz``, ``/readyz`` and ``/metrics``."""
+"""The aiohttp application: health, readiness, metrics, the ``/api/v1`` routes and the console.
+
+``/healthz`` is always open. ``/readyz`` too (it names parts, never data).
+``/metrics`` is open unless ``api.metrics_public`` is false (then: an admin
+token). Everything under ``/api/v1`` needs a token (or, with no tokens
+configured, a request from this machine), is rate limited per token, and
+answers errors as JSON. The console's page and assets are static and public;
+the page asks for a token and calls the API with it.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from alerting.service import Alerting
+from api import openapi
+from api.auth import PRINCIPAL_KEY, Authenticator, Handler, RateLimiter
+from api.config import ApiConfig
+from api.errors import ApiError, error_response, json_errors
+from api.live import DeviceBoard
+from api.routes import ROUTES
+from api.state import ALERTING, AUTH, BOARD, CONFIG, GRIDS, HUB, INFLUX, LIMITER, RULES
+from api.stream import Hub
+from citywatch.influx.client import InfluxClient
+from rules.patrols.grids import Grids
+
+log = logging.getLogger(__name__)
 ReadyCheck = Callable[[], tuple[bool, str]]
 
 CHECKS_KEY = web.AppKey("checks", dict[str, ReadyCheck])
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+VERSION = "1.0"
+
+
+@dataclass
+class ApiParts:
+    """What the API reads; any part may be missing when its component runs elsewhere."""
+
+    alerting: Alerting | None = None
+    board: DeviceBoard | None = None
+    hub: Hub | None = None
+    rules: dict[str, Any] = field(default_factory=dict)
+    influx: InfluxClient | None = None
+    grids: Callable[[], Grids | None] = lambda: None
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -36,12 +74,97 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def make_app(registry: CollectorRegistry, checks: dict[str, ReadyCheck]) -> web.Application:
-    """Build the application around a metrics registry and named readiness checks."""
-    app = web.Application(client_max_size=64 * 1024)
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document(VERSION))
+
+
+def _guarded(path: str, app: web.Application) -> bool:
+    if path.startswith("/api/v1/") and path != "/api/v1/openapi.json":
+        return True
+    return path == "/metrics" and not app[CONFIG].metrics_public
+
+
+@web.middleware
+async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate ``/api/v1`` (and a private ``/metrics``), then rate limit per caller."""
+    if not _guarded(request.path, request.app):
+        return await handler(request)
+    auth = request.app[AUTH]
+    if request.path == "/api/v1/stream" and "token" in request.query and not auth.open_locally:
+        # Browsers cannot set headers on a WebSocket: the token may come in the query.
+        token = request.query["token"]
+        request = request.clone(headers={**request.headers, "Authorization": f"Bearer {token}"})
+    who = auth.authenticate(request)
+    if request.path == "/metrics":
+        who.require("admin")
+    wait = request.app[LIMITER].allow(who.name if not auth.open_locally else str(request.remote))
+    if wait > 0:
+        raise ApiError(
+            429, f"rate limit of token {who.name!r} exceeded", {"Retry-After": f"{wait:.0f}"}
+        )
+    request[PRINCIPAL_KEY] = who
+    return await handler(request)
+
+
+def make_app(
+    registry: CollectorRegistry,
+    checks: dict[str, ReadyCheck],
+    cfg: ApiConfig | None = None,
+    parts: ApiParts | None = None,
+) -> web.Application:
+    """Build the application around the registry, readiness checks and the parts it reads."""
+    cfg = cfg or ApiConfig()
+    parts = parts or ApiParts()
+    app = web.Application(client_max_size=cfg.max_body, middlewares=[json_errors, auth_and_limits])
     app[REGISTRY_KEY] = registry
     app[CHECKS_KEY] = checks
+    app[CONFIG] = cfg
+    app[AUTH] = Authenticator(cfg)
+    app[LIMITER] = RateLimiter(cfg.rate_limit, cfg.rate_burst)
+    app[ALERTING] = parts.alerting
+    app[BOARD] = parts.board
+    app[HUB] = parts.hub
+    app[RULES] = parts.rules
+    app[INFLUX] = parts.influx
+    app[GRIDS] = parts.grids
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/openapi.json", openapi_json)
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, r.handler)
+    _add_console(app)
+    if app[AUTH].open_locally:
+        log.warning("no api.tokens configured: the API answers requests from this machine only")
     return app
+
+
+def _add_console(app: web.Application) -> None:
+    static = resources.files("api") / "static"
+    if not static.is_dir():
+        return
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        page = (static / "index.html").read_bytes()
+        return web.Response(
+            body=page,
+            content_type="text/html",
+            charset="utf-8",
+            headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"},
+        )
+
+    async def console_config(request: web.Request) -> web.Response:
+        return web.json_response({"tiles_url": request.app[CONFIG].tiles_url, "version": VERSION})
+
+    app.router.add_get("/", index)
+    app.router.add_get("/console/config.json", console_config)
+    app.router.add_static("/console/", str(static), show_index=False)
+
+
+# The console loads nothing from elsewhere; tiles come from the configured server.
+_CSP = (
+    "default-src 'self'; img-src 'self' data: http: https:; connect-src 'self' ws: wss:; "
+    "style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+)
+
+__all__ = ["ApiParts", "ReadyCheck", "error_response", "make_app"]

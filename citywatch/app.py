@@ -23,9 +23,13 @@ from prometheus_client import CollectorRegistry
 
 from alerting.channels import Channels
 from alerting.metrics import AlertingMetrics
+from alerting.model import Alert
 from alerting.notifiers.mqtt import MqttPush
 from alerting.service import Alerting
-from api.server import ReadyCheck, make_app
+from api.live import DeviceBoard
+from api.server import ApiParts, ReadyCheck, make_app
+from api.stream import Hub, StreamMetrics
+from api.views.alerts import alert_json
 from citywatch.clock import Clock, SystemClock
 from citywatch.config import ConfigError
 from citywatch.deadletter import DeadLetters
@@ -78,6 +82,9 @@ class Service:
         self.alerting: Alerting | None = None
         self.push: MqttPush | None = None
         self.http_port: int | None = None
+        self.hub = Hub(settings.api.stream_backlog, StreamMetrics(self.registry))
+        self.board: DeviceBoard | None = None
+        self.grids: Grids | None = None
 
     async def __aenter__(self) -> Service:
         try:
@@ -107,6 +114,9 @@ class Service:
             )
             self.checks["storage"] = self.writer.ready
             sinks: list[Sink] = [self.writer] if ingest else []
+            # The API's board of handhelds is fed like the rules, and feeds the stream.
+            self.board = DeviceBoard(s.patrols, self.hub)
+            sinks.append(self.board)
             # Alone, the rules consume with a session of their own (scale-out).
             client_id = s.mqtt.client_id if ingest else f"{s.mqtt.client_id}-rules"
             if rules:
@@ -128,6 +138,7 @@ class Service:
             )
         )
         alert_log = LoggingAlertSink(self.writer, AlertEventMetrics(self.registry))
+        self.grids = load_grids(s.grids_file)
         # Made before alerting (which refuses acknowledgements to it), closed after the
         # rules stop (the stack unwinds in reverse) and before alerting and the writer.
         dead_letters = DeadLetters(
@@ -146,7 +157,7 @@ class Service:
             data_dir=s.data_path,
             store=self.writer,
             patrols=s.patrols,
-            grids=load_grids(s.grids_file),
+            grids=self.grids,
         )
         out: list[Sink] = []
         for name, factory in RULES.items():
@@ -221,7 +232,18 @@ class Service:
 
     async def _start_http(self) -> None:
         host, port = self.settings.api.host_port
-        runner = web.AppRunner(make_app(self.registry, self.checks), access_log=None)
+        parts = ApiParts(
+            alerting=self.alerting,
+            board=self.board,
+            hub=self.hub,
+            rules=self.rules,
+            influx=self.writer.client if self.writer is not None else None,
+            grids=lambda: self.grids,
+        )
+        if self.alerting is not None:
+            self.alerting.listeners.append(self._stream_alerts)
+        app = make_app(self.registry, self.checks, self.settings.api, parts)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, host, port)
@@ -229,7 +251,17 @@ class Service:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else port
-        log.info("HTTP on %s:%s (/healthz, /readyz, /metrics)", host, self.http_port)
+        log.info("HTTP on %s:%s (console /, API /api/v1, /metrics)", host, self.http_port)
+        self._stack.callback(self.hub.close)
+
+    def _stream_alerts(self, alerts: list[Alert]) -> None:
+        alerting = self.alerting
+        assert alerting is not None
+        seen: dict[int, Alert] = {a.id: a for a in alerts}
+        for a in seen.values():
+            grid = a.labels.get("grid")
+            doc = {"alert": alert_json(a, alerting.silenced_by(a))}
+            self.hub.publish("alert", a.city, (grid,) if grid else (), doc)
 
 
 def load_grids(path: str) -> Grids | None:

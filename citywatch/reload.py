@@ -79,6 +79,7 @@ class Reloader:
         patrols = self.service.rules.get("patrols")
         if patrols is not None:
             patrols.reconfigure(new.patrols, grids)
+            self.service.grids = grids
         if self.service.alerting is not None:
             self.service.alerting.reconfigure(new.alerting)
         rest = [

@@ -1,0 +1,138 @@
+"""The live board of handhelds, for the API: a sink fed the same records as the rules.
+
+Keeps, per device, the last fix, the last heartbeat (battery) and the retained
+status, plus the officer using it from shift events, and publishes each new
+position to the stream hub. A device's status is judged like the patrol rules
+judge liveness, on receive times: ``offline`` after ``patrols.offline.after``
+without a heartbeat or fix (or with the retained ``offline`` status),
+``gps_lost`` when alive but without a usable fix for ``patrols.gps_lost.after``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from api.stream import Hub
+from citywatch.models import DeviceStatus, Fix, Heartbeat, Record, ShiftEvent
+from rules.patrols.config import PatrolsConfig
+
+DEVICE_STATES = ("online", "gps_lost", "offline")
+
+
+@dataclass(slots=True)
+class Device:
+    """What is known of one handheld."""
+
+    city: str
+    device: str
+    fix: Fix | None = None
+    good_fix_at: float | None = None
+    heartbeat: Heartbeat | None = None
+    last_seen: float | None = None
+    online: bool = True
+    officer: str | None = None
+    grids: tuple[str, ...] = ()
+    battery: float | None = None
+
+    def status(self, now: float, cfg: PatrolsConfig) -> str:
+        if not self.online or self.last_seen is None or now - self.last_seen >= cfg.offline.after:
+            return "offline"
+        if self.good_fix_at is None or now - self.good_fix_at >= cfg.gps_lost.after:
+            return "gps_lost"
+        return "online"
+
+    def to_json(self, now: float, cfg: PatrolsConfig) -> dict[str, Any]:
+        fix = self.fix
+        hb = self.heartbeat
+        return {
+            "city": self.city,
+            "device": self.device,
+            "status": self.status(now, cfg),
+            "officer": self.officer,
+            "grids": list(self.grids),
+            "battery": self.battery,
+            "last_seen": self.last_seen,
+            "last_fix": None
+            if fix is None
+            else {
+                "ts": fix.ts,
+                "lat": fix.lat,
+                "lon": fix.lon,
+                "acc": fix.acc,
+                "speed": fix.speed,
+                "heading": fix.heading,
+                "received_at": fix.received_at,
+            },
+            "last_heartbeat": None
+            if hb is None
+            else {"ts": hb.ts, "received_at": hb.received_at, "battery": hb.battery, "app": hb.app},
+        }
+
+
+class DeviceBoard:
+    """A :class:`citywatch.sink.Sink` keeping the last state of every handheld."""
+
+    def __init__(self, patrols: PatrolsConfig, hub: Hub | None = None) -> None:
+        self.patrols = patrols
+        self.hub = hub
+        self.devices: dict[tuple[str, str], Device] = {}
+
+    def _device(self, city: str, device: str) -> Device:
+        d = self.devices.get((city, device))
+        if d is None:
+            d = self.devices[(city, device)] = Device(city, device)
+        return d
+
+    async def write(self, records: Sequence[Record]) -> None:
+        for r in records:
+            if isinstance(r, Fix):
+                d = self._device(r.city, r.device)
+                d.last_seen = max(d.last_seen or 0.0, r.received_at)
+                if r.acc is None or r.acc <= self.patrols.idle.max_acc:
+                    d.good_fix_at = max(d.good_fix_at or 0.0, r.received_at)
+                if d.fix is None or r.ts >= d.fix.ts:
+                    d.fix = r
+                    if r.battery is not None:
+                        d.battery = r.battery
+                    if self.hub is not None:
+                        self.hub.publish("position", r.city, d.grids, {"device": self._position(d)})
+                d.online = True
+            elif isinstance(r, Heartbeat):
+                d = self._device(r.city, r.device)
+                d.last_seen = max(d.last_seen or 0.0, r.received_at)
+                d.online = True
+                if d.heartbeat is None or r.ts >= d.heartbeat.ts:
+                    d.heartbeat = r
+                    if r.battery is not None:
+                        d.battery = r.battery
+            elif isinstance(r, DeviceStatus):
+                d = self._device(r.city, r.device)
+                d.online = r.online
+                if r.online:
+                    d.last_seen = max(d.last_seen or 0.0, r.received_at)
+            elif isinstance(r, ShiftEvent) and r.action == "start" and r.device:
+                for other in self.devices.values():
+                    if other.city == r.city and other.officer == r.officer:
+                        other.officer, other.grids = None, ()
+                d = self._device(r.city, r.device)
+                d.officer, d.grids = r.officer, r.grids
+            elif isinstance(r, ShiftEvent) and r.action == "end":
+                for d in self.devices.values():
+                    if d.city == r.city and d.officer == r.officer:
+                        d.officer, d.grids = None, ()
+
+    @staticmethod
+    def _position(d: Device) -> dict[str, Any]:
+        fix = d.fix
+        assert fix is not None
+        return {
+            "city": d.city,
+            "device": d.device,
+            "officer": d.officer,
+            "ts": fix.ts,
+            "lat": fix.lat,
+            "lon": fix.lon,
+            "acc": fix.acc,
+        }

@@ -1,0 +1,26 @@
+"""What the API reads: the running components, held in the application under typed keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from alerting.service import Alerting
+from api.auth import Authenticator, RateLimiter
+from api.config import ApiConfig
+from api.live import DeviceBoard
+from api.stream import Hub
+from citywatch.influx.client import InfluxClient
+from rules.patrols.grids import Grids
+
+CONFIG = web.AppKey("config", ApiConfig)
+AUTH = web.AppKey("auth", Authenticator)
+LIMITER = web.AppKey("limiter", RateLimiter)
+ALERTING: web.AppKey[Alerting | None] = web.AppKey("alerting")
+BOARD: web.AppKey[DeviceBoard | None] = web.AppKey("board")
+HUB: web.AppKey[Hub | None] = web.AppKey("hub")
+RULES: web.AppKey[dict[str, Any]] = web.AppKey("rules")
+INFLUX: web.AppKey[InfluxClient | None] = web.AppKey("influx")
+GRIDS: web.AppKey[Callable[[], Grids | None]] = web.AppKey("grids")

@@ -1,0 +1,185 @@
+"""``/api/v1/devices``, ``/api/v1/officers`` and an officer's track from InfluxDB."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from api import params
+from api.auth import principal
+from api.errors import ApiError
+from api.live import DEVICE_STATES, DeviceBoard
+from api.state import BOARD, CONFIG, INFLUX, RULES
+from citywatch.influx.client import QueryError
+from rules.patrols.view import officer_views
+
+OFFICER_STATES = ("patrolling", "idle", "out_of_grid", "gps_lost", "offline", "on_break")
+TRACK_MAX_POINTS = 20_000
+TRACK_MAX_SPAN = 7 * 86400.0
+
+
+def _board(request: web.Request) -> DeviceBoard:
+    board = request.app[BOARD]
+    if board is None:
+        raise ApiError(503, "the device board needs the collector in this process")
+    return board
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    p = principal(request)
+    board = _board(request)
+    status = params.choices(request, "status", DEVICE_STATES)
+    city = params.text(request, "city", params.CITY, "a 6-digit city code")
+    grid = params.text(request, "grid", params.GRID_PREFIX, "a prefix of grid codes")
+    limit, offset = params.page(request, request.app[CONFIG].page_max)
+    now = time.time()
+    out = []
+    for (dcity, _), d in sorted(board.devices.items()):
+        if city and dcity != city:
+            continue
+        if grid and not any(g.startswith(grid) for g in d.grids):
+            continue
+        if not _sees_any(p, dcity, d.grids):
+            continue
+        doc = d.to_json(now, board.patrols)
+        if status and doc["status"] not in status:
+            continue
+        out.append(doc)
+    return web.json_response(params.paginate(out, limit, offset))
+
+
+def _sees_any(p: Any, city: str, grids: tuple[str, ...]) -> bool:
+    return p.sees(city, None) if not grids else any(p.sees(city, g) for g in grids)
+
+
+async def get_device(request: web.Request) -> web.Response:
+    p = principal(request)
+    board = _board(request)
+    device = request.match_info["id"]
+    if not params.ID(device):
+        raise ApiError(400, "device id must match [A-Za-z0-9_.-]{1,64}")
+    city = params.text(request, "city", params.CITY, "a 6-digit city code")
+    found = [
+        d
+        for (c, dev), d in board.devices.items()
+        if dev == device and (city is None or c == city) and _sees_any(p, c, d.grids)
+    ]
+    if not found:
+        raise ApiError(404, f"no device {device}")
+    if len(found) > 1:
+        raise ApiError(409, f"device {device} is known in several cities: give ?city=")
+    return web.json_response(found[0].to_json(time.time(), board.patrols))
+
+
+def _officers(request: web.Request) -> list[dict[str, Any]]:
+    rule = request.app[RULES].get("patrols")
+    if rule is None:
+        raise ApiError(503, "the patrol rules do not run in this process (--only)")
+    return list(officer_views(rule))
+
+
+async def list_officers(request: web.Request) -> web.Response:
+    """Officers on shift, with grids, lead, patrol state and coverage so far."""
+    p = principal(request)
+    state = params.choices(request, "state", OFFICER_STATES)
+    city = params.text(request, "city", params.CITY, "a 6-digit city code")
+    grid = params.text(request, "grid", params.GRID_PREFIX, "a prefix of grid codes")
+    lead = params.text(request, "lead", params.ID, "a lead id")
+    limit, offset = params.page(request, request.app[CONFIG].page_max)
+    out = []
+    for o in sorted(_officers(request), key=lambda o: (o["city"], o["officer"])):
+        grids = tuple(o.get("grids") or ())
+        if city and o["city"] != city:
+            continue
+        if grid and not any(g.startswith(grid) for g in grids):
+            continue
+        if lead and o.get("lead") != lead:
+            continue
+        if state and o.get("state") not in state:
+            continue
+        if not _sees_any(p, o["city"], grids):
+            continue
+        out.append(o)
+    return web.json_response(params.paginate(out, limit, offset))
+
+
+def _q(value: str) -> str:
+    # Ids are already checked against [A-Za-z0-9_.-]; escaping is a second line of defence.
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def officer_track(request: web.Request) -> web.Response:
+    """The officer's GPS track from InfluxDB as a GeoJSON Feature (LineString, times)."""
+    p = principal(request)
+    officer = request.match_info["id"]
+    if not params.ID(officer):
+        raise ApiError(400, "officer id must match [A-Za-z0-9_.-]{1,64}")
+    city = params.text(request, "city", params.CITY, "a 6-digit city code")
+    now = time.time()
+    end = params.instant(request, "to") or now
+    start = params.instant(request, "from") or end - 8 * 3600
+    if start >= end:
+        raise ApiError(400, "parameter 'from' must be before 'to'")
+    if end - start > TRACK_MAX_SPAN:
+        raise ApiError(400, "a track spans at most 7 days")
+    known = [
+        o for o in _officers(request) if o["officer"] == officer and (not city or o["city"] == city)
+    ]
+    if not known:
+        raise ApiError(404, f"no officer {officer}")
+    o = known[0]
+    if not _sees_any(p, o["city"], tuple(o.get("grids") or ())):
+        raise ApiError(404, f"no officer {officer}")
+    client = request.app[INFLUX]
+    if client is None:
+        raise ApiError(503, "no InfluxDB is configured (influx.url): tracks are not stored")
+    lo, hi = int(start * 1e9), int(end * 1e9)
+    try:
+        shifts = await client.query(
+            f"SELECT device FROM shift WHERE city = {_q(o['city'])} AND officer = {_q(officer)}"
+            f" AND action = 'start' AND time >= {lo - 86400 * 10**9} AND time <= {hi}"
+        )
+        devices = {row[1] for row in _rows(shifts) if isinstance(row[1], str)}
+        if o.get("device"):
+            devices.add(o["device"])
+        coords: list[list[float]] = []
+        times: list[float] = []
+        for device in sorted(devices):
+            if not params.ID(device):
+                continue
+            res = await client.query(
+                f"SELECT lon, lat, acc FROM gps WHERE city = {_q(o['city'])}"
+                f" AND device = {_q(device)} AND time >= {lo} AND time <= {hi}"
+                f" ORDER BY time ASC LIMIT {TRACK_MAX_POINTS}"
+            )
+            for t, lon, lat, _acc in _rows(res):
+                coords.append([lon, lat])
+                times.append(t / 1e9)
+    except QueryError as exc:
+        raise ApiError(502, f"InfluxDB query failed: {exc}") from None
+    order = sorted(range(len(times)), key=times.__getitem__)
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": [coords[i] for i in order]},
+        "properties": {
+            "city": o["city"],
+            "officer": officer,
+            "devices": sorted(devices),
+            "from": start,
+            "to": end,
+            "times": [times[i] for i in order],
+            "points": len(times),
+            "truncated": len(times) >= TRACK_MAX_POINTS,
+        },
+    }
+    return web.json_response(feature)
+
+
+def _rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for r in results:
+        for series in r.get("series", []):
+            out.extend(series.get("values", []))
+    return out

@@ -1,0 +1,41 @@
+"""``/api/v1/grids``: the unit grid cells (万米单元网格) as GeoJSON, for the console's map."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from api import params
+from api.auth import principal
+from api.errors import ApiError
+from api.state import GRIDS
+
+MAX_CELLS = 50_000
+
+
+async def list_grids(request: web.Request) -> web.Response:
+    """Cells whose code starts with ``grid`` (default: all the caller may see)."""
+    p = principal(request)
+    grids = request.app[GRIDS]()
+    if grids is None:
+        raise ApiError(404, "no grids_file is configured")
+    prefix = params.text(request, "grid", params.GRID_PREFIX, "a prefix of grid codes") or ""
+    features: list[dict[str, Any]] = []
+    for code in sorted(grids.codes):
+        if not code.startswith(prefix):
+            continue
+        # A cell's code begins with its district's code, whose first four digits are the city's.
+        city = code[:4] + "00"
+        if not p.sees(city, code) and not (p.cities and not p.grids and city in p.cities):
+            continue
+        polygons = [[list(map(list, ring)) for ring in poly] for poly in grids.polygons(code)]
+        geometry = (
+            {"type": "Polygon", "coordinates": polygons[0]}
+            if len(polygons) == 1
+            else {"type": "MultiPolygon", "coordinates": polygons}
+        )
+        features.append({"type": "Feature", "properties": {"code": code}, "geometry": geometry})
+        if len(features) > MAX_CELLS:
+            raise ApiError(400, f"more than {MAX_CELLS} cells: give a longer grid prefix")
+    return web.json_response({"type": "FeatureCollection", "features": features})

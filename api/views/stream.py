@@ -1,0 +1,81 @@
+"""``/api/v1/stream``: a WebSocket of alert changes and positions, resumable.
+
+Query: ``types`` (``alert``, ``position``; both by default), ``city``, ``grid``
+(prefix), ``resume`` (the ``resume`` of the last event seen). Browsers cannot
+set headers on a WebSocket, so the token may also come as ``?token=``.
+The first message is ``hello`` (with the current ``resume``); then events in
+order; ``reset`` means events were missed (resume too old, a restart, or the
+client was too slow): reload the lists, then reconnect without ``resume``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from api import params
+from api.auth import principal
+from api.errors import ApiError
+from api.state import HUB
+from api.stream import Filter, Hub
+
+KINDS = ("alert", "position")
+
+
+def hub_of(request: web.Request) -> Hub:
+    hub = request.app[HUB]
+    if hub is None:
+        raise ApiError(503, "the stream is not available in this process")
+    return hub
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    p = principal(request)
+    hub = hub_of(request)
+    kinds = params.choices(request, "types", KINDS) or frozenset(KINDS)
+    city = params.text(request, "city", params.CITY, "a 6-digit city code")
+    grid = params.text(request, "grid", params.GRID_PREFIX, "a prefix of grid codes")
+    resume = params.text(request, "resume", lambda v: len(v) <= 64, "a resume token")
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "this endpoint speaks WebSocket (Upgrade: websocket)")
+    await ws.prepare(request)
+    sub, missed = hub.subscribe(Filter(p, kinds, city, grid), resume)
+    try:
+        await ws.send_bytes(
+            orjson.dumps({"type": "hello", "resume": hub.token(hub.last), "principal": p.name})
+        )
+        if missed is None:
+            await ws.send_bytes(orjson.dumps({"type": "reset", "reason": "resume token too old"}))
+        else:
+            for e in missed:
+                await ws.send_bytes(e.body)
+        reader = asyncio.create_task(_drain(ws))
+        while not ws.closed:
+            getter = asyncio.create_task(sub.queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            event = getter.result()
+            if event is None or sub.overflowed:
+                await ws.send_bytes(orjson.dumps({"type": "reset", "reason": "too slow"}))
+                break
+            await ws.send_bytes(event.body)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    finally:
+        hub.unsubscribe(sub)
+        await ws.close()
+    return ws
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends, until it closes."""
+    async for msg in ws:
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break
