@@ -2,7 +2,7 @@
 
 In-process: the benchmark drives :class:`rules.patrols.rule.PatrolRule` directly, as the
 collector does (``await rule.write(records)``), inside one asyncio loop with the rule's own
-timer and flusher tasks running, a SQLite store in a temporary folder, the wall clock
+ticker and flusher tasks running, a SQLite store in a temporary folder, the wall clock
 (``SystemClock``) and a stand-in ``AlertSink`` that records when each batch of alert
 events is emitted. No broker, no InfluxDB.
 
