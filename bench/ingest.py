@@ -43,7 +43,7 @@ SUBSCRIPTIONS = [("citywatch/#", 1), ("owntracks/+/+", 1)]
 
 def make_payloads(devices: int, messages: int, now: float) -> list[tuple[str, bytes]]:
     """Realistic fixes: RFC 3339 times, accuracy, speed, heading, battery, sequence."""
-    out = []
+    out: list[tuple[str, bytes]] = []
     per_device = max(1, messages // devices)
     for k in range(per_device):
         for d in range(devices):
