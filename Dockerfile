@@ -1,17 +1,25 @@
-# The citywatch service: slim, non-root, the same console script.
+# The citywatch service: slim, non-root, the same console script as everywhere else.
 FROM python:3.11-slim
 WORKDIR /app
+# Dependencies first, so that a code change does not reinstall them.
 COPY pyproject.toml README.md ./
+RUN mkdir -p citywatch collectors rules alerting api \
+    && touch citywatch/__init__.py collectors/__init__.py rules/__init__.py \
+       alerting/__init__.py api/__init__.py \
+    && pip install --no-cache-dir . && pip uninstall -y citywatch
 COPY citywatch ./citywatch
 COPY collectors ./collectors
 COPY rules ./rules
 COPY alerting ./alerting
 COPY api ./api
-RUN pip install --no-cache-dir . && useradd --system --home /var/lib/citywatch citywatch \
+RUN pip install --no-cache-dir --no-deps . \
+    && useradd --system --uid 10001 --home /var/lib/citywatch citywatch \
     && mkdir -p /var/lib/citywatch && chown citywatch /var/lib/citywatch
-USER citywatch
-ENV CITYWATCH_DATA_DIR=/var/lib/citywatch CITYWATCH_API_ADDR=0.0.0.0:8080
+USER 10001
+ENV CITYWATCH_DATA_DIR=/var/lib/citywatch CITYWATCH_API_ADDR=0.0.0.0:8080 \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 EXPOSE 8080
-HEALTHCHECK --interval=15s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)" || exit 1
+VOLUME ["/var/lib/citywatch"]
+HEALTHCHECK --interval=15s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)" || exit 1
 ENTRYPOINT ["citywatch"]
 CMD ["run"]

@@ -202,7 +202,15 @@ class Service:
         router = Router(s.mqtt.topic_root, s.mqtt.owntracks_root)
         mqtt_cfg = dataclasses.replace(s.mqtt, client_id=client_id)
         self.source = await self._stack.enter_async_context(
-            MqttSource(mqtt_cfg, router.subscriptions(), cmetrics)
+            MqttSource(
+                mqtt_cfg,
+                router.subscriptions(
+                    s.mqtt.cities,
+                    s.mqtt.share_group,
+                    owntracks=not s.mqtt.cities or s.ingest.owntracks.city in s.mqtt.cities,
+                ),
+                cmetrics,
+            )
         )
         source = self.source
         self.checks["broker"] = lambda: (

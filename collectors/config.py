@@ -25,6 +25,10 @@ class MqttConfig:
     max_unacked: int = 20000
     tls_ca: str | None = None
     tls_insecure: bool = False
+    share_group: str = ""
+    """With a name, several processes share the traffic (``$share/<name>/...``)."""
+    cities: tuple[str, ...] = ()
+    """Only these cities' topics (a process of rules partitioned by city); empty: all."""
 
     def validate(self, prefix: str) -> None:
         parse_mqtt_url(self.url, f"{prefix}.url")
@@ -38,6 +42,11 @@ class MqttConfig:
             raise ConfigError(f"{prefix}.keepalive", "must be at least 5s")
         if self.max_unacked < 100:
             raise ConfigError(f"{prefix}.max_unacked", "must be at least 100")
+        if self.share_group and not _ID.fullmatch(self.share_group):
+            raise ConfigError(f"{prefix}.share_group", "must match [A-Za-z0-9_.-]{1,64}")
+        for i, city in enumerate(self.cities):
+            if not _CITY.fullmatch(city):
+                raise ConfigError(f"{prefix}.cities[{i}]", "must be a 6-digit city code")
 
     @property
     def broker(self) -> BrokerAddress:

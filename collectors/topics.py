@@ -32,9 +32,18 @@ class Router:
         self.owntracks_root = owntracks_root
         self._cache: dict[str, Route | tuple[str, str] | None] = {}
 
-    def subscriptions(self) -> list[str]:
-        """Topic filters to subscribe to."""
-        return [f"{self.root}/#", f"{self.owntracks_root}/+/+"]
+    def subscriptions(
+        self, cities: tuple[str, ...] = (), share_group: str = "", owntracks: bool = True
+    ) -> list[str]:
+        """Topic filters to subscribe to: every city's, or only ``cities``; shared or not.
+
+        With ``share_group`` the broker hands each message to one member of the group
+        (MQTT shared subscriptions), so several processes split the traffic.
+        """
+        filters = [f"{self.root}/{c}/#" for c in cities] or [f"{self.root}/#"]
+        if owntracks:
+            filters.append(f"{self.owntracks_root}/+/+")
+        return [f"$share/{share_group}/{f}" for f in filters] if share_group else filters
 
     def route(self, topic: str) -> Route | None:
         """The route of ``topic``; ``None`` for the service's own output topics.

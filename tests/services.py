@@ -234,9 +234,11 @@ class Mosquitto(_Service):
     start_timeout = 10.0
     stop_timeout = 15.0
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra: list[str] | None = None) -> None:
         super().__init__(workdir)
         self.conf_path = self.workdir / "mosquitto.conf"
+        self.extra = list(extra or [])
+        """Configuration lines after the test instance's own (e.g. authentication)."""
 
     @property
     def url(self) -> str:
@@ -256,6 +258,7 @@ class Mosquitto(_Service):
             # Started as root, mosquitto switches to user "mosquitto", which cannot write
             # into a root-owned temp folder. Ignored when not started as root.
             f"user {user}",
+            *self.extra,
             "",
         ]
         self.conf_path.write_text(MOSQUITTO_CONF.read_text() + "\n".join(local))
