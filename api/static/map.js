@@ -217,17 +217,36 @@ export class MapView {
       const [tx, ty] = this.toScreen(this.origin);
       this.cellLayer.setAttribute("transform", `matrix(${k} 0 0 ${k} ${tx} ${ty})`);
     }
-    for (const { data, node, label } of this.officers.values()) {
-      const p = data.position;
-      node.toggleAttribute("hidden", !p);
-      label.toggleAttribute("hidden", !p);
-      if (!p) continue;
-      const [x, y] = this.toScreen(project(p.lon, p.lat));
+    const shown = [...this.officers.values()].map((e) => {
+      const p = e.data.position;
+      e.node.toggleAttribute("hidden", !p);
+      e.label.toggleAttribute("hidden", !p);
+      return p ? { ...e, at: this.toScreen(project(p.lon, p.lat)) } : null;
+    });
+    const placed = shown.filter(Boolean).map(({ at: [x, y] }) => [x - 9, y - 9, x + 9, y + 9]);
+    for (const entry of shown) {
+      if (!entry) continue;
+      const { data, node, label } = entry;
+      const [x, y] = entry.at;
       node.setAttribute("transform", `translate(${x.toFixed(1)} ${y.toFixed(1)})`);
-      label.setAttribute("x", x.toFixed(1));
-      label.setAttribute("y", y.toFixed(1));
+      const [lx, ly] = this.freeSpot(placed, x, y, data.officer.length * 7.5);
+      label.setAttribute("x", lx.toFixed(1));
+      label.setAttribute("y", ly.toFixed(1));
     }
     this.drawTiles();
+  }
+
+  /** Where a name of about `width` pixels fits beside (x, y) without covering another. */
+  freeSpot(placed, x, y, width) {
+    const tries = [[0, 0], [0, 15], [0, -15], [-width - 22, 0], [0, 30], [0, -30]];
+    for (const [dx, dy] of tries) {
+      const box = [x + 11 + dx, y - 10 + dy, x + 11 + dx + width, y + 5 + dy];
+      if (!placed.some((o) => box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3])) {
+        placed.push(box);
+        return [x + dx, y + dy];
+      }
+    }
+    return [x, y];
   }
 
   drawTiles() {
