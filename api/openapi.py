@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.routes import ROUTES, Route
+from api.params import TEXT_PATTERN, UNSHOWABLE
+from api.routes import INSTANT, ROUTES, Route
 
 NUM = {"type": "number"}
 NUM_OR_NULL = {"type": ["number", "null"]}
 STR = {"type": "string"}
 STR_OR_NULL = {"type": ["string", "null"]}
 INT = {"type": "integer"}
+# Text with no control characters (params.showable) and, for who and why, not only spaces.
+TEXT = {"type": "string", "pattern": TEXT_PATTERN}
+SAID = {"type": "string", "pattern": f"^[^{UNSHOWABLE}]*[^{UNSHOWABLE}\\s][^{UNSHOWABLE}]*$"}
 
 
 def _obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -114,6 +118,7 @@ SCHEMAS: dict[str, Any] = {
             "officer": STR_OR_NULL,
             "device": STR_OR_NULL,
             "lead": STR_OR_NULL,
+            "step": STR_OR_NULL,
             "starts_at": NUM,
             "opened_at": NUM,
             "ends_at": NUM_OR_NULL,
@@ -136,8 +141,8 @@ SCHEMAS: dict[str, Any] = {
     "Ack": {
         "type": "object",
         "properties": {
-            "by": {"type": "string", "minLength": 1, "maxLength": 64},
-            "note": {"type": "string", "maxLength": 500},
+            "by": {**TEXT, "minLength": 1, "maxLength": 64},
+            "note": {**TEXT, "maxLength": 500},
         },
         "additionalProperties": True,
     },
@@ -148,7 +153,8 @@ SCHEMAS: dict[str, Any] = {
             "op": {"type": "string", "enum": ["=", "!=", "=~", "!~"]},
         },
         ("name", "value"),
-    ),
+    )
+    | {"additionalProperties": False},
     "NewSilence": _obj(
         {
             "matchers": {
@@ -157,10 +163,10 @@ SCHEMAS: dict[str, Any] = {
                 "maxItems": 16,
                 "items": {"$ref": "#/components/schemas/Matcher"},
             },
-            "starts_at": {"type": ["number", "string"]},
-            "ends_at": {"type": ["number", "string"]},
-            "comment": {"type": "string", "minLength": 1, "maxLength": 500},
-            "created_by": {"type": "string", "maxLength": 64},
+            "starts_at": INSTANT,
+            "ends_at": INSTANT,
+            "comment": {**SAID, "minLength": 1, "maxLength": 500},
+            "created_by": {**SAID, "minLength": 1, "maxLength": 64},
         },
         ("matchers", "ends_at", "comment"),
     ),

@@ -53,13 +53,21 @@ GRID = Param("grid", _s("[0-9]{1,15}"), "prefix of grid codes: district, street,
 LIMIT = Param(
     "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (default 100)"
 )
-OFFSET = Param("offset", {"type": "integer", "minimum": 0}, "items to skip")
+OFFSET = Param("offset", {"type": "integer", "minimum": 0, "maximum": 10_000_000}, "items to skip")
 PAGE = (LIMIT, OFFSET)
 ID_PATH = Param("id", _s("[A-Za-z0-9_.-]{1,64}"), "id", where="path", required=True)
 ALERT_ID = Param("id", _s("[0-9]{1,12}"), "alert id", where="path", required=True)
 SILENCE_ID = Param("id", _s("[0-9a-f]{32}"), "silence id", where="path", required=True)
 ID = _s("[A-Za-z0-9_.-]{1,64}")
-TIME = {"type": "string", "description": "Unix seconds or ISO 8601 with an offset"}
+# Unix seconds or ISO 8601 with an offset, from 2000 to 2100 (params.parse_instant).
+INSTANT: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "minimum": 946_684_800, "maximum": 4_102_444_800},
+        {"type": "string", "format": "date-time"},
+    ],
+    "description": "Unix seconds or ISO 8601 with an offset, 2000 to 2100",
+}
+MONTH = _s("20[0-9]{2}-(0[1-9]|1[0-2])")
 
 
 def _list(values: tuple[str, ...]) -> dict[str, Any]:
@@ -117,8 +125,8 @@ ROUTES: tuple[Route, ...] = (
         (
             ID_PATH,
             CITY,
-            Param("from", TIME, "start (default: 8 h before to)"),
-            Param("to", TIME, "end (default: now)"),
+            Param("from", INSTANT, "start (default: 8 h before to)"),
+            Param("to", INSTANT, "end (default: now)"),
         ),
         errors=(400, 401, 403, 404, 429, 502, 503),
     ),
@@ -134,7 +142,7 @@ ROUTES: tuple[Route, ...] = (
             Param("light", _list(cases.LIGHTS), "comma-separated lights"),
             CITY,
             GRID,
-            Param("unit", {"type": "string", "maxLength": 64}, "responsible unit"),
+            Param("unit", {"type": "string", "minLength": 1, "maxLength": 64}, "responsible unit"),
             Param("step", {"type": "string", "enum": list(STAGES)}, "current step"),
             *PAGE,
         ),
@@ -214,9 +222,13 @@ ROUTES: tuple[Route, ...] = (
         "KpiList",
         (
             CITY,
-            Param("unit", {"type": "string", "maxLength": 64}, "unit, or _all for the city"),
-            Param("from", _s("[0-9]{4}-[0-9]{2}"), "first month (default: this month)"),
-            Param("to", _s("[0-9]{4}-[0-9]{2}"), "last month (default: this month)"),
+            Param(
+                "unit",
+                {"type": "string", "minLength": 1, "maxLength": 64},
+                "unit, or _all for the city",
+            ),
+            Param("from", MONTH, "first month (default: this month)"),
+            Param("to", MONTH, "last month (default: this month)"),
         ),
     ),
     Route(
@@ -241,9 +253,15 @@ ROUTES: tuple[Route, ...] = (
             CITY,
             GRID,
             Param(
-                "resume", {"type": "string", "maxLength": 64}, "resume token of the last event seen"
+                "resume",
+                {"type": "string", "minLength": 1, "maxLength": 64},
+                "resume token of the last event seen",
             ),
-            Param("token", {"type": "string"}, "bearer token, for browsers' WebSockets"),
+            Param(
+                "token",
+                {"type": "string", "minLength": 1},
+                "bearer token, for browsers' WebSockets",
+            ),
         ),
     ),
 )

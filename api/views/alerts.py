@@ -128,12 +128,13 @@ async def ack_alert(request: web.Request) -> web.Response:
     alerting = _alerting(request)
     alert_id = _alert_id(request)
     body = await params.json_body(request) if request.can_read_body else {}
-    by = params.field(body, "by", str) or p.name
+    by = params.field(body, "by", str)
+    by = p.name if by is None else by
     note = params.field(body, "note", str)
-    if not 0 < len(by) <= 64 or not by.isprintable():
-        raise ApiError(400, "field 'by' must be 1-64 printable characters")
-    if note is not None and (len(note) > 500 or not note.isprintable()):
-        raise ApiError(400, "field 'note' must be at most 500 printable characters")
+    if not 0 < len(by) <= 64 or not params.showable(by):
+        raise ApiError(400, "field 'by' must be 1-64 characters, no control characters")
+    if note is not None and (len(note) > 500 or not params.showable(note)):
+        raise ApiError(400, "field 'note' must be at most 500 characters, no control characters")
     a = await alerting.get(alert_id)
     if a is None or not _visible(p, a):
         raise ApiError(404, f"no alert {alert_id}")
@@ -192,17 +193,20 @@ async def create_silence(request: web.Request) -> web.Response:
             _check_scope(p, matchers)
         now = alerting.clock.now()
         starts = body.get("starts_at")
-        starts_at = params.parse_instant(starts, "field 'starts_at'") if starts else None
+        starts_at = None if starts is None else params.parse_instant(starts, "field 'starts_at'")
         if "ends_at" not in body:
             raise ApiError(400, "field 'ends_at' is required")
         ends_at = params.parse_instant(body["ends_at"], "field 'ends_at'")
         if ends_at <= now:
             raise ApiError(400, "field 'ends_at' must be in the future")
         comment = params.field(body, "comment", str, required=True) or ""
-        if len(comment) > 500:
-            raise ApiError(400, "field 'comment' must be at most 500 characters")
-        by = params.field(body, "created_by", str) or p.name
-        s = await alerting.add_silence(matchers, starts_at, ends_at, by[:64], comment)
+        if not 0 < len(comment) <= 500 or not params.showable(comment):
+            raise ApiError(400, "field 'comment' must be 1-500 characters, no control characters")
+        by = params.field(body, "created_by", str)
+        by = p.name if by is None else by
+        if not 0 < len(by) <= 64 or not params.showable(by):
+            raise ApiError(400, "field 'created_by' must be 1-64 characters, no control characters")
+        s = await alerting.add_silence(matchers, starts_at, ends_at, by, comment)
     except SilenceError as exc:
         raise ApiError(400, str(exc)) from None
     return web.json_response(silence_json(s, alerting.clock.now()), status=201)

@@ -15,7 +15,7 @@ from rules.cases.config import STAGES
 from rules.cases.kpi import month_bounds, month_label
 
 LIGHTS = ("yellow", "red", "none")
-_MONTH = re.compile(r"(\d{4})-(\d{2})").fullmatch
+_MONTH = re.compile(r"(20[0-9]{2})-(0[1-9]|1[0-2])").fullmatch
 MAX_MONTHS = 24
 
 
@@ -66,8 +66,8 @@ def _month(value: str | None, name: str) -> tuple[int, int] | None:
     if value is None:
         return None
     m = _MONTH(value)
-    if not m or not 1 <= int(m.group(2)) <= 12:
-        raise ApiError(400, f"parameter {name!r} must be a month like 2026-11")
+    if not m:
+        raise ApiError(400, f"parameter {name!r} must be a month from 2000-01 to 2099-12")
     return int(m.group(1)), int(m.group(2))
 
 
