@@ -104,14 +104,16 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 class Requests:
-    """Every URL a page asks for, HTTP and WebSocket alike."""
+    """Every URL a page asks for, HTTP and WebSocket alike, and the page's uncaught errors."""
 
     def __init__(self) -> None:
         self.urls: list[str] = []
+        self.errors: list[str] = []
 
     def watch(self, page: Page) -> Page:
         page.on("request", lambda r: self.urls.append(r.url))
         page.on("websocket", lambda ws: self.urls.append(ws.url))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
         return page
 
     def off_host(self, base: str) -> list[str]:
@@ -271,6 +273,7 @@ async def test_alerts_arrive_live_and_an_ack_shows_in_a_second_browser(
         await desk_ctx.close()
         await lead_ctx.close()
         assert requests.urls and requests.off_host(run.base) == []
+        assert requests.errors == []
 
 
 def png(rgb: tuple[int, int, int]) -> bytes:
