@@ -11,7 +11,7 @@ from citywatch.grafana.model import (
     JSON,
     UNIT,
     UNIT_VAR,
-    annotations,
+    alert_annotations,
     dashboard,
     influx,
     keep_if,
@@ -246,7 +246,7 @@ def build() -> JSON:
         "延期率) by unit, categories, time to close and the monthly ranking of units.",
         [*_steps_and_kpis(), *_categories_and_times()],
         [CITY_VAR, DISTRICT_VAR, GRID_VAR, UNIT_VAR, CATEGORY_VAR, PERIOD_VAR],
-        annotations(
+        alert_annotations(
             'SELECT "subject", "rule", "step", "unit" FROM "alert_event" '
             f"WHERE {CITY} AND \"rule\" = 'case_overdue' AND \"status\" = 'firing' "
             "AND $timeFilter",

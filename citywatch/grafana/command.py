@@ -11,7 +11,7 @@ from citywatch.grafana.model import (
     JSON,
     UNIT,
     UNIT_VAR,
-    annotations,
+    alert_annotations,
     dashboard,
     influx,
     keep_if,
@@ -322,7 +322,7 @@ def build() -> JSON:
         "On-duty officers on the map, late cases, open alerts, devices and traffic.",
         [_map(), *_cases(), *_alerts_and_devices(), *_rates()],
         [CITY_VAR, DISTRICT_VAR, GRID_VAR, UNIT_VAR],
-        annotations(
+        alert_annotations(
             'SELECT "subject", "rule", "severity", "fingerprint" FROM "alert" '
             f"WHERE {CITY} AND \"change\" = 'opened' AND \"severity\" = 'red' AND $timeFilter",
             "subject",

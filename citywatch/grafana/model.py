@@ -147,7 +147,7 @@ UNIT_VAR = query_var(
 )
 
 
-def annotations(influx_query: str, text: str, tags: str, name: str) -> JSON:
+def alert_annotations(influx_query: str, text: str, tags: str, name: str) -> JSON:
     """Grafana's own annotations tagged ``citywatch`` (posted by alerting) and an InfluxQL one."""
     return {
         "list": [

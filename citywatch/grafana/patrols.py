@@ -6,7 +6,7 @@ from citywatch.grafana.model import (
     CITY,
     CITY_VAR,
     JSON,
-    annotations,
+    alert_annotations,
     dashboard,
     influx,
     panel,
@@ -246,7 +246,7 @@ def build() -> JSON:
         "dashboard is chosen by officer.",
         [_track(), *_coverage(), *_handheld()],
         [CITY_VAR, OFFICER_VAR, DEVICE_VAR],
-        annotations(
+        alert_annotations(
             'SELECT "officer", "rule", "status", "severity" FROM "alert_event" '
             f"WHERE {OFFICER} AND \"subject_kind\" = 'officer' AND $timeFilter",
             "officer",

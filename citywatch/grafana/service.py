@@ -7,7 +7,7 @@ from citywatch.grafana.model import (
     CITY_VAR,
     JSON,
     PROMETHEUS,
-    annotations,
+    alert_annotations,
     dashboard,
     influx,
     panel,
@@ -199,7 +199,7 @@ def build() -> JSON:
         "citywatch's own health from its Prometheus metrics: ingest, storage, spool, alerts.",
         panels,
         [INSTANCE_VAR, CITY_VAR],
-        annotations(
+        alert_annotations(
             'SELECT "subject", "rule", "severity" FROM "alert" '
             f"WHERE {CITY} AND \"change\" = 'opened' AND \"severity\" = 'red' AND $timeFilter",
             "subject",
