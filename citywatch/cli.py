@@ -85,6 +85,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(args))
 
 
+def cmd_grafana_sync(args: argparse.Namespace) -> int:
+    from citywatch.grafana import sync
+
+    return sync.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="citywatch",
@@ -117,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speedup", type=float, default=5.0, help="simulated seconds per second")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.set_defaults(func=cmd_demo)
+
+    grafana = sub.add_parser("grafana", help="Grafana dashboards").add_subparsers(
+        dest="grafana_command", required=True
+    )
+    gsync = grafana.add_parser("sync", help="push the dashboards to Grafana (GRAFANA_TOKEN)")
+    from citywatch.grafana import sync as grafana_sync
+
+    grafana_sync.add_arguments(gsync)
+    gsync.set_defaults(func=cmd_grafana_sync)
     return p
 
 
