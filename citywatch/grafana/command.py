@@ -258,10 +258,10 @@ def _alerts_and_devices() -> list[JSON]:
             "stat",
             "设备: 在线 / GPS 丢失 / 离线",
             "Handhelds with a heartbeat in the last 5 min; those whose latest heartbeat in the "
-            "last 10 min says gps=false; those whose latest status in 7 days is offline. "
-            "No value means none.",
+            "last 10 min says gps=false; those whose latest status in 7 days is offline.",
             (6, 24, 8, 5),
             [online, gps_lost, offline],
+            defaults={"noValue": "0"},
             options={"colorMode": "value", "graphMode": "none", "textMode": "value_and_name"},
         ),
         panel(
