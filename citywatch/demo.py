@@ -148,7 +148,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         influx = settings.influx.url or f"none (spooling to {spool_dir})"
         print(
             f"citywatch demo — broker {url}{'' if external else ' (embedded)'}, InfluxDB {influx}, "
-            f"metrics http://{api_host}:{service.http_port}/metrics — Ctrl-C to stop",
+            f"console http://{api_host}:{service.http_port}/ — Ctrl-C to stop",
             flush=True,
         )
         started = time.monotonic()

@@ -46,7 +46,14 @@ async def stream(request: web.Request) -> web.StreamResponse:
     sub, missed = hub.subscribe(Filter(p, kinds, city, grid), resume)
     try:
         await ws.send_bytes(
-            orjson.dumps({"type": "hello", "resume": hub.token(hub.last), "principal": p.name})
+            orjson.dumps(
+                {
+                    "type": "hello",
+                    "resume": hub.token(hub.last),
+                    "principal": p.name,
+                    "role": p.role,
+                }
+            )
         )
         if missed is None:
             await ws.send_bytes(orjson.dumps({"type": "reset", "reason": "resume token too old"}))
