@@ -164,6 +164,7 @@ class Service:
             rule = await self._stack.enter_async_context(factory(ctx))
             self.rules[name] = rule
             out.append(rule)
+        self.checks["state"] = self._state_ready
         # After the rules: acknowledgements from handhelds reach alerting as records.
         out.append(alerting)
         return out
@@ -221,6 +222,14 @@ class Service:
         self.collector = await self._stack.enter_async_context(
             Collector(self.source, decoder, sink, cmetrics, batch_max=s.ingest.batch_max)
         )
+
+    def _state_ready(self) -> tuple[bool, str]:
+        """The state stores (SQLite in data_dir) of the rules and alerting are open."""
+        parts: dict[str, Any] = {**self.rules, "alerting": self.alerting}
+        closed = [name for name, part in parts.items() if getattr(part, "_store", None) is None]
+        if closed:
+            return False, f"state store not open: {', '.join(sorted(closed))}"
+        return True, f"open in {self.settings.data_dir}"
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The background tasks that must run for as long as the service does."""

@@ -328,3 +328,21 @@ async def test_the_stream_delivers_alert_changes_and_positions_and_resumes(
         await ws.receive(timeout=10)
         assert orjson.loads((await ws.receive(timeout=10)).data)["type"] == "reset"
     await asyncio.sleep(0)
+
+
+async def test_readiness_names_each_part(running: tuple[Service, Api]) -> None:
+    svc, api = running
+    async with api.session.get(api.base + "/readyz") as r:
+        doc = await r.json()
+        assert r.status == 200, doc
+    assert set(doc["checks"]) == {"broker", "storage", "state"}
+    assert all(c["ok"] for c in doc["checks"].values())
+    assert svc.alerting is not None
+    store, svc.alerting._store = svc.alerting._store, None
+    try:
+        async with api.session.get(api.base + "/readyz") as r:
+            doc = await r.json()
+            assert r.status == 503
+        assert "alerting" in doc["checks"]["state"]["detail"]
+    finally:
+        svc.alerting._store = store
