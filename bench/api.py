@@ -160,11 +160,12 @@ async def _loadgen(url: str, conns: int, duration: float) -> dict[str, Any]:
 
 
 def stream_clients(url: str, k: int, ready: Any, stop: Any, out: Any) -> None:
-    """Hold ``k`` stream connections until ``stop``; put each one's count and delays."""
+    """Hold ``k`` stream connections until ``stop``; put each one's count and delays, and
+    the process's CPU use (cores) meanwhile."""
     out.put(asyncio.run(_stream_clients(url, k, ready, stop)))
 
 
-async def _stream_clients(url: str, k: int, ready: Any, stop: Any) -> list[dict[str, Any]]:
+async def _stream_clients(url: str, k: int, ready: Any, stop: Any) -> dict[str, Any]:
     delays = [array("d") for _ in range(k)]
     resets = [0] * k
 
@@ -188,7 +189,9 @@ async def _stream_clients(url: str, k: int, ready: Any, stop: Any) -> list[dict[
             sockets.append(ws)
         tasks = [asyncio.create_task(reader(i, ws)) for i, ws in enumerate(sockets)]
         ready.put(k)
+        cpu0, wall0 = time.process_time(), time.monotonic()
         await asyncio.to_thread(stop.wait)
+        cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0)
         for ws in sockets:
             await ws.close()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -204,7 +207,7 @@ async def _stream_clients(url: str, k: int, ready: Any, stop: Any) -> list[dict[
                 "max_s": float(a.max()) if len(a) else None,
             }
         )
-    return out
+    return {"cpu": cpu, "clients": out}
 
 
 def fix_publisher(port: int, devices: int, rate: int, seconds: float, out: Any) -> None:
@@ -354,7 +357,8 @@ async def one_round(
                 f"  stream K={k}: {'pass' if step['pass'] else 'FAIL'}; worst client "
                 f"{step['min_share'] * 100:.1f}% of {step['sent']} fixes "
                 f"(sent at {step['fix_rate']:.0f}/s), p99 {step['worst_p99_s'] * 1000:.0f} ms, "
-                f"{step['resets']} resets",
+                f"{step['resets']} resets; CPU service {step['service_cpu']:.2f}, "
+                f"clients {step['clients_cpu']:.2f} cores",
                 flush=True,
             )
             if not step["pass"]:
@@ -381,6 +385,7 @@ async def stream_step(
         c.start()
     for _ in clients:
         await asyncio.to_thread(ready.get, True, 120)
+    cpu0, wall0 = time.process_time(), time.monotonic()
     pq: Any = ctx.Queue()
     pub = ctx.Process(
         target=fix_publisher, args=(mq.port, args.devices, args.fix_rate, args.stream_seconds, pq)
@@ -390,10 +395,14 @@ async def stream_step(
     await asyncio.to_thread(pub.join, 30)
     # Let what is in flight arrive (a p99 over 1 s fails anyway).
     await asyncio.sleep(2.0)
+    service_cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0)
     stop.set()
     per_client: list[dict[str, Any]] = []
+    client_cpu = 0.0
     for _ in clients:
-        per_client += await asyncio.to_thread(out.get, True, 120)
+        got = await asyncio.to_thread(out.get, True, 120)
+        per_client += got["clients"]
+        client_cpu += got["cpu"]
     for c in clients:
         await asyncio.to_thread(c.join, 30)
     sent = published["sent"]
@@ -408,6 +417,8 @@ async def stream_step(
         "worst_p99_s": max(p99s),
         "median_p50_s": statistics.median(c["p50_s"] or 0.0 for c in per_client),
         "resets": sum(c["resets"] for c in per_client),
+        "service_cpu": service_cpu,
+        "clients_cpu": client_cpu,
         "pass": ok,
     }
 
@@ -423,7 +434,7 @@ def main() -> int:
     ap.add_argument(
         "--clients",
         type=lambda s: [int(x) for x in s.split(",")],
-        default=[10, 25, 50, 100, 200, 400],
+        default=[1, 2, 5, 10, 25, 50, 100, 200, 400],
         help="stream client counts to try, in order",
     )
     ap.add_argument("--client-procs", type=int, default=2)
