@@ -44,7 +44,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             405: f"method {request.method} not allowed on {request.path}",
             413: "request body too large",
         }.get(exc.status, exc.reason)
-        return error_response(exc.status, message)
+        # Keep what aiohttp says beside the status (a 405's Allow), not its body's type.
+        keep = {
+            k: v
+            for k, v in exc.headers.items()
+            if k.lower() not in ("content-type", "content-length")
+        }
+        return error_response(exc.status, message, keep)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, "internal error (logged)")

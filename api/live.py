@@ -78,11 +78,19 @@ class DeviceBoard:
         self.patrols = patrols
         self.hub = hub
         self.devices: dict[tuple[str, str], Device] = {}
+        self._sorted: list[Device] | None = None
+
+    def sorted(self) -> list[Device]:
+        """Every device by city and id (kept until a new device appears)."""
+        if self._sorted is None:
+            self._sorted = [d for _, d in sorted(self.devices.items())]
+        return self._sorted
 
     def _device(self, city: str, device: str) -> Device:
         d = self.devices.get((city, device))
         if d is None:
             d = self.devices[(city, device)] = Device(city, device)
+            self._sorted = None
         return d
 
     async def write(self, records: Sequence[Record]) -> None:

@@ -192,9 +192,7 @@ SCHEMAS: dict[str, Any] = {
             "values": {"type": "object"},
         }
     ),
-    "KpiList": _obj(
-        {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Kpi"}}, "total": INT}
-    ),
+    "KpiList": _list_of("Kpi"),
     "FeatureCollection": _obj(
         {"type": {"const": "FeatureCollection"}, "features": {"type": "array"}}
     ),

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 
 from api.errors import ApiError
@@ -127,12 +128,25 @@ def page(request: web.Request, page_max: int) -> tuple[int, int]:
     return limit, offset
 
 
-def paginate(items: Iterable[T], limit: int, offset: int) -> dict[str, Any]:
-    """The list envelope: ``items``, ``total``, ``limit``, ``offset``, ``next``."""
+def paginate(
+    items: Iterable[T], limit: int, offset: int, render: Callable[[T], Any] | None = None
+) -> dict[str, Any]:
+    """The list envelope: ``items``, ``total``, ``limit``, ``offset``, ``next``.
+
+    ``render`` turns an item into its JSON form, for the page's items only: a page of
+    100 from 10,000 matches costs 100 renderings, not 10,000.
+    """
     everything = list(items)
-    chunk = everything[offset : offset + limit]
+    chunk: list[Any] = everything[offset : offset + limit]
+    if render is not None:
+        chunk = [render(x) for x in chunk]
     nxt = offset + limit if offset + limit < len(everything) else None
     return {"items": chunk, "total": len(everything), "limit": limit, "offset": offset, "next": nxt}
+
+
+def respond(doc: Any, status: int = 200) -> web.Response:
+    """A JSON answer, encoded with orjson (several times faster than the json module)."""
+    return web.Response(body=orjson.dumps(doc), status=status, content_type="application/json")
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

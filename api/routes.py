@@ -229,6 +229,7 @@ ROUTES: tuple[Route, ...] = (
             ),
             Param("from", MONTH, "first month (default: this month)"),
             Param("to", MONTH, "last month (default: this month)"),
+            *PAGE,
         ),
     ),
     Route(

@@ -5,8 +5,9 @@ kept in a backlog of ``api.stream_backlog`` events. A client's resume token
 names the process run and the last sequence it saw; reconnecting with it
 replays exactly what it missed, or, if that fell out of the backlog or the
 process restarted, a ``reset`` telling it to reload the lists. A client that
-cannot keep up (its queue of ``queue_max`` events is full) is disconnected
-with ``reset`` rather than slowing everyone; the drops are counted.
+cannot keep up (its queue of ``queue_max`` events is full) loses positions
+first (a newer one supersedes them; counted); only an alert change that does
+not fit disconnects it with ``reset``, rather than slowing everyone.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Filter:
 @dataclass(eq=False)
 class Subscriber:
     filter: Filter
-    queue: asyncio.Queue[Event | None] = field(default_factory=lambda: asyncio.Queue(1000))
+    queue: asyncio.Queue[Event | None] = field(default_factory=lambda: asyncio.Queue(10_000))
     overflowed: bool = False
 
 
@@ -77,12 +78,17 @@ class StreamMetrics:
             "Stream clients disconnected because they could not keep up",
             registry=registry,
         )
+        self.thinned = Counter(
+            "citywatch_stream_positions_thinned",
+            "Position events not sent to a client whose queue was full",
+            registry=registry,
+        )
 
 
 class Hub:
     """Publishes events to subscribers and keeps a backlog for resume tokens."""
 
-    def __init__(self, backlog: int, metrics: StreamMetrics, queue_max: int = 1000) -> None:
+    def __init__(self, backlog: int, metrics: StreamMetrics, queue_max: int = 10_000) -> None:
         self.run = uuid.uuid4().hex[:8]
         self.metrics = metrics
         self.queue_max = queue_max
@@ -107,6 +113,9 @@ class Hub:
             try:
                 sub.queue.put_nowait(e)
             except asyncio.QueueFull:
+                if kind == "position":
+                    self.metrics.thinned.inc()
+                    continue
                 sub.overflowed = True  # its handler sends reset and closes
                 self.metrics.dropped.inc()
 

@@ -10,6 +10,7 @@ from alerting.lifecycle import LifecycleError
 from alerting.model import STATES, Alert
 from alerting.service import Alerting
 from alerting.silences import Matcher, Silence, SilenceError
+from alerting.summary import what
 from api import params
 from api.auth import Principal, principal
 from api.errors import ApiError
@@ -42,7 +43,7 @@ def alert_json(a: Alert, silenced_by: str | None) -> dict[str, Any]:
         "starts_at": a.starts_at,
         "opened_at": a.opened_at,
         "ends_at": a.ends_at,
-        "summary": a.summary,
+        "summary": a.summary or what(a),
         "escalation": max(a.step, 0),
         "told": list(a.told),
         "occurrence": a.occurrence,
@@ -96,11 +97,11 @@ async def list_alerts(request: web.Request) -> web.Response:
             continue
         if officer and a.labels.get("officer") != officer:
             continue
-        by = alerting.silenced_by(a)
-        if silenced is not None and (by is not None) != (silenced == "true"):
+        if silenced is not None and (alerting.silenced_by(a) is not None) != (silenced == "true"):
             continue
-        out.append(alert_json(a, by))
-    return web.json_response(params.paginate(out, limit, offset))
+        out.append(a)
+    page = params.paginate(out, limit, offset, lambda a: alert_json(a, alerting.silenced_by(a)))
+    return params.respond(page)
 
 
 def _alert_id(request: web.Request) -> int:
@@ -118,7 +119,7 @@ async def get_alert(request: web.Request) -> web.Response:
         raise ApiError(404, f"no alert {request.match_info['id']}")
     doc = alert_json(a, alerting.silenced_by(a))
     doc["history"] = await alerting.history(a.id)
-    return web.json_response(doc)
+    return params.respond(doc)
 
 
 async def ack_alert(request: web.Request) -> web.Response:
@@ -144,7 +145,7 @@ async def ack_alert(request: web.Request) -> web.Response:
         raise ApiError(409, str(exc)) from None
     except KeyError:
         raise ApiError(404, f"no alert {alert_id}") from None
-    return web.json_response(alert_json(new, alerting.silenced_by(new)))
+    return params.respond(alert_json(new, alerting.silenced_by(new)))
 
 
 def silence_json(s: Silence, now: float) -> dict[str, Any]:
@@ -163,7 +164,7 @@ async def list_silences(request: web.Request) -> web.Response:
         for s in sorted(alerting.silences.values(), key=lambda s: s.created_at, reverse=True)
         if _silence_visible(p, s)
     ]
-    return web.json_response(params.paginate(items, limit, offset))
+    return params.respond(params.paginate(items, limit, offset))
 
 
 def _silence_visible(p: Principal, s: Silence) -> bool:
@@ -209,7 +210,7 @@ async def create_silence(request: web.Request) -> web.Response:
         s = await alerting.add_silence(matchers, starts_at, ends_at, by, comment)
     except SilenceError as exc:
         raise ApiError(400, str(exc)) from None
-    return web.json_response(silence_json(s, alerting.clock.now()), status=201)
+    return params.respond(silence_json(s, alerting.clock.now()), status=201)
 
 
 def _check_scope(p: Principal, matchers: list[Matcher]) -> None:
@@ -239,4 +240,4 @@ async def delete_silence(request: web.Request) -> web.Response:
     if s is None or not _silence_visible(p, s):
         raise ApiError(404, f"no silence {sid[:40]}")
     s = await alerting.expire_silence(sid)
-    return web.json_response(silence_json(s, alerting.clock.now()))
+    return params.respond(silence_json(s, alerting.clock.now()))

@@ -59,7 +59,7 @@ async def list_cases(request: web.Request) -> web.Response:
             c["remaining"] if c["remaining"] is not None else 1e18,
         )
     )
-    return web.json_response(params.paginate(out, limit, offset))
+    return params.respond(params.paginate(out, limit, offset))
 
 
 def _month(value: str | None, name: str) -> tuple[int, int] | None:
@@ -77,6 +77,7 @@ async def list_kpis(request: web.Request) -> web.Response:
     rule = _rule(request)
     city = params.text(request, "city", params.CITY, "a 6-digit city code")
     unit = params.text(request, "unit", lambda v: len(v) <= 64, "a unit")
+    limit, offset = params.page(request, request.app[CONFIG].page_max)
     tz = rule.kpis.tz
     now = rule.clock.now()
     this = month_label(now, tz)
@@ -117,7 +118,7 @@ async def list_kpis(request: web.Request) -> web.Response:
                     "values": k.values(),
                 }
             )
-    return web.json_response({"items": items, "total": len(items)})
+    return params.respond(params.paginate(items, limit, offset))
 
 
 def _bounds(year: int, month: int, tz: str) -> tuple[float, float]:

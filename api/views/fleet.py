@@ -35,19 +35,20 @@ async def list_devices(request: web.Request) -> web.Response:
     grid = params.text(request, "grid", params.GRID_PREFIX, "a prefix of grid codes")
     limit, offset = params.page(request, request.app[CONFIG].page_max)
     now = time.time()
+    cfg = board.patrols
+    scoped = bool(p.cities or p.grids)
     out = []
-    for (dcity, _), d in sorted(board.devices.items()):
-        if city and dcity != city:
+    for d in board.sorted():
+        if city and d.city != city:
             continue
         if grid and not any(g.startswith(grid) for g in d.grids):
             continue
-        if not _sees_any(p, dcity, d.grids):
+        if scoped and not _sees_any(p, d.city, d.grids):
             continue
-        doc = d.to_json(now, board.patrols)
-        if status and doc["status"] not in status:
+        if status and d.status(now, cfg) not in status:
             continue
-        out.append(doc)
-    return web.json_response(params.paginate(out, limit, offset))
+        out.append(d)
+    return params.respond(params.paginate(out, limit, offset, lambda d: d.to_json(now, cfg)))
 
 
 def _sees_any(p: Any, city: str, grids: tuple[str, ...]) -> bool:
@@ -70,7 +71,7 @@ async def get_device(request: web.Request) -> web.Response:
         raise ApiError(404, f"no device {device}")
     if len(found) > 1:
         raise ApiError(409, f"device {device} is known in several cities: give ?city=")
-    return web.json_response(found[0].to_json(time.time(), board.patrols))
+    return params.respond(found[0].to_json(time.time(), board.patrols))
 
 
 def _officers(request: web.Request) -> list[dict[str, Any]]:
@@ -102,7 +103,7 @@ async def list_officers(request: web.Request) -> web.Response:
         if not _sees_any(p, o["city"], grids):
             continue
         out.append(o)
-    return web.json_response(params.paginate(out, limit, offset))
+    return params.respond(params.paginate(out, limit, offset))
 
 
 def _q(value: str) -> str:
@@ -174,7 +175,7 @@ async def officer_track(request: web.Request) -> web.Response:
             "truncated": len(times) >= TRACK_MAX_POINTS,
         },
     }
-    return web.json_response(feature)
+    return params.respond(feature)
 
 
 def _rows(results: list[dict[str, Any]]) -> list[list[Any]]:

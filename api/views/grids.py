@@ -38,4 +38,4 @@ async def list_grids(request: web.Request) -> web.Response:
         features.append({"type": "Feature", "properties": {"code": code}, "geometry": geometry})
         if len(features) > MAX_CELLS:
             raise ApiError(400, f"more than {MAX_CELLS} cells: give a longer grid prefix")
-    return web.json_response({"type": "FeatureCollection", "features": features})
+    return params.respond({"type": "FeatureCollection", "features": features})

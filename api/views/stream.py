@@ -20,7 +20,7 @@ from api import params
 from api.auth import principal
 from api.errors import ApiError
 from api.state import HUB
-from api.stream import Filter, Hub
+from api.stream import Filter, Hub, Subscriber
 
 KINDS = ("alert", "position")
 
@@ -60,25 +60,33 @@ async def stream(request: web.Request) -> web.StreamResponse:
         else:
             for e in missed:
                 await ws.send_bytes(e.body)
+        # Two tasks per client, not one per event: one sends, one reads until the client goes.
+        sender = asyncio.create_task(_send(ws, sub))
         reader = asyncio.create_task(_drain(ws))
-        while not ws.closed:
-            getter = asyncio.create_task(sub.queue.get())
-            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                break
-            event = getter.result()
-            if event is None or sub.overflowed:
-                await ws.send_bytes(orjson.dumps({"type": "reset", "reason": "too slow"}))
-                break
-            await ws.send_bytes(event.body)
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (sender, reader):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+                await t
     finally:
         hub.unsubscribe(sub)
         await ws.close()
     return ws
+
+
+async def _send(ws: web.WebSocketResponse, sub: Subscriber) -> None:
+    """Send the client's events as they come, everything queued at once after a wait."""
+    while not ws.closed:
+        event = await sub.queue.get()
+        while True:
+            if event is None or sub.overflowed:
+                await ws.send_bytes(orjson.dumps({"type": "reset", "reason": "too slow"}))
+                return
+            await ws.send_bytes(event.body)
+            try:
+                event = sub.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
 
 
 async def _drain(ws: web.WebSocketResponse) -> None:
