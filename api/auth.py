@@ -50,6 +50,7 @@ class Principal:
 
 
 LOCAL = Principal("local", "admin")
+_PROXIED = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 
@@ -70,6 +71,9 @@ class Authenticator:
         if self.open_locally:
             if not _is_loopback(request.remote):
                 raise ApiError(403, "no api.tokens are configured: only local requests are served")
+            if any(h in request.headers for h in _PROXIED):
+                # A proxy on this machine would make every caller look local.
+                raise ApiError(403, "no api.tokens are configured: proxied requests are refused")
             return LOCAL
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")

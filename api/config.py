@@ -94,8 +94,8 @@ class ApiConfig:
             raise ConfigError(f"{p}max_body", "must be between 1KiB and 16MiB")
         if self.rate_limit <= 0 or self.rate_burst < 1:
             raise ConfigError(f"{p}rate_limit", "rate_limit and rate_burst must be positive")
-        if not 10 <= self.page_max <= 100_000:
-            raise ConfigError(f"{p}page_max", "must be between 10 and 100000")
+        if not 1000 <= self.page_max <= 100_000:
+            raise ConfigError(f"{p}page_max", "must be between 1000 and 100000")
         if not 100 <= self.stream_backlog <= 1_000_000:
             raise ConfigError(f"{p}stream_backlog", "must be between 100 and 1000000")
 

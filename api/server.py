@@ -11,6 +11,7 @@ the page asks for a token and calls the API with it.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -94,13 +95,24 @@ async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamR
         # Browsers cannot set headers on a WebSocket: the token may come in the query.
         token = request.query["token"]
         request = request.clone(headers={**request.headers, "Authorization": f"Bearer {token}"})
-    who = auth.authenticate(request)
+    limiter = request.app[LIMITER]
+    try:
+        who = auth.authenticate(request)
+    except ApiError as exc:
+        if exc.status == 401:
+            # Guessing tokens costs from the same budget as using one, per address.
+            wait = limiter.allow(f"unauthenticated:{request.remote}")
+            if wait > 0:
+                raise ApiError(
+                    429, "too many failed logins", {"Retry-After": str(math.ceil(wait))}
+                ) from None
+        raise
     if request.path == "/metrics":
         who.require("admin")
-    wait = request.app[LIMITER].allow(who.name if not auth.open_locally else str(request.remote))
+    wait = limiter.allow(who.name if not auth.open_locally else str(request.remote))
     if wait > 0:
         raise ApiError(
-            429, f"rate limit of token {who.name!r} exceeded", {"Retry-After": f"{wait:.0f}"}
+            429, f"rate limit of token {who.name!r} exceeded", {"Retry-After": str(math.ceil(wait))}
         )
     request[PRINCIPAL_KEY] = who
     return await handler(request)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -25,6 +26,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from api.auth import Principal
 
+_SEQ = re.compile(r"[0-9]{1,18}")
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -34,7 +37,8 @@ class Event:
     kind: str
     city: str
     grids: tuple[str, ...]
-    body: bytes
+    text: str
+    """The JSON, encoded once for every client (sent as a text frame)."""
 
 
 @dataclass
@@ -96,6 +100,7 @@ class Hub:
         self.last = 0
         self._backlog: deque[Event] = deque(maxlen=backlog)
         self._subs: set[Subscriber] = set()
+        self.per_caller: dict[str, int] = {}
 
     def token(self, seq: int) -> str:
         return f"{self.run}.{seq}"
@@ -104,7 +109,7 @@ class Hub:
         seq = next(self._seq)
         self.last = seq
         doc = {"type": kind, "seq": seq, "resume": self.token(seq), **doc}
-        e = Event(seq, kind, city, tuple(grids), orjson.dumps(doc))
+        e = Event(seq, kind, city, tuple(grids), orjson.dumps(doc).decode())
         self._backlog.append(e)
         self.metrics.events.labels(kind).inc()
         for sub in self._subs:
@@ -122,10 +127,12 @@ class Hub:
     def subscribe(self, flt: Filter, resume: str | None) -> tuple[Subscriber, list[Event] | None]:
         """A new subscriber, and the events it missed (None: it must reset)."""
         sub = Subscriber(flt, asyncio.Queue(self.queue_max))
+        name = flt.principal.name
+        self.per_caller[name] = self.per_caller.get(name, 0) + 1
         missed: list[Event] | None = []
         if resume:
             run, _, seq_text = resume.partition(".")
-            seq = int(seq_text) if seq_text.isdigit() else -1
+            seq = int(seq_text) if _SEQ.fullmatch(seq_text) else -1
             oldest = self._backlog[0].seq if self._backlog else self.last + 1
             if run != self.run or seq < oldest - 1 or seq > self.last:
                 missed = None
@@ -136,6 +143,9 @@ class Hub:
         return sub, missed
 
     def unsubscribe(self, sub: Subscriber) -> None:
+        if sub in self._subs:
+            name = sub.filter.principal.name
+            self.per_caller[name] = self.per_caller.get(name, 1) - 1
         self._subs.discard(sub)
         self.metrics.clients.set(len(self._subs))
 

@@ -65,7 +65,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     print(
-        f"configuration ok: broker {settings.mqtt.url}, "
+        f"configuration ok: broker {settings.mqtt.broker}, "
         f"InfluxDB {settings.influx.url or '(none: spool only)'}, data {settings.data_dir}"
     )
     return 0

@@ -267,6 +267,11 @@ class BrokerAddress:
     username: str | None = None
     password: str | None = None
 
+    def __str__(self) -> str:
+        """Where, without the password (safe to log and to show)."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
 
 def parse_mqtt_url(url: str, key: str = "mqtt.url") -> BrokerAddress:
     """Parse a broker URL, naming ``key`` in the error."""

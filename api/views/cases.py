@@ -74,6 +74,10 @@ def _month(value: str | None, name: str) -> tuple[int, int] | None:
 async def list_kpis(request: web.Request) -> web.Response:
     """KPIs per city, unit and month, from ``from`` to ``to`` (months, default this month)."""
     p = principal(request)
+    if p.grids:
+        raise ApiError(
+            403, f"token {p.name!r} is scoped to grids; KPIs are per city and unit, not per grid"
+        )
     rule = _rule(request)
     city = params.text(request, "city", params.CITY, "a 6-digit city code")
     unit = params.text(request, "unit", lambda v: len(v) <= 64, "a unit")

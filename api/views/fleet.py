@@ -130,6 +130,8 @@ async def officer_track(request: web.Request) -> web.Response:
     ]
     if not known:
         raise ApiError(404, f"no officer {officer}")
+    if len(known) > 1:
+        raise ApiError(409, f"officer {officer} is on shift in several cities: give ?city=")
     o = known[0]
     if not _sees_any(p, o["city"], tuple(o.get("grids") or ())):
         raise ApiError(404, f"no officer {officer}")
@@ -139,25 +141,24 @@ async def officer_track(request: web.Request) -> web.Response:
     lo, hi = int(start * 1e9), int(end * 1e9)
     try:
         shifts = await client.query(
-            f"SELECT device FROM shift WHERE city = {_q(o['city'])} AND officer = {_q(officer)}"
-            f" AND action = 'start' AND time >= {lo - 86400 * 10**9} AND time <= {hi}"
+            f"SELECT device, action FROM shift WHERE city = {_q(o['city'])}"
+            f" AND officer = {_q(officer)} AND time >= {lo - 86400 * 10**9} AND time <= {hi}"
+            " ORDER BY time ASC"
         )
-        devices = {row[1] for row in _rows(shifts) if isinstance(row[1], str)}
-        if o.get("device"):
-            devices.add(o["device"])
+        spans = _spans(_rows(shifts), o.get("device"), lo, hi)
         coords: list[list[float]] = []
         times: list[float] = []
-        for device in sorted(devices):
-            if not params.ID(device):
-                continue
+        # Only while this officer carried the device: a handed-over device is another's track.
+        for device, a, b in spans:
             res = await client.query(
                 f"SELECT lon, lat, acc FROM gps WHERE city = {_q(o['city'])}"
-                f" AND device = {_q(device)} AND time >= {lo} AND time <= {hi}"
+                f" AND device = {_q(device)} AND time >= {a} AND time <= {b}"
                 f" ORDER BY time ASC LIMIT {TRACK_MAX_POINTS}"
             )
             for t, lon, lat, _acc in _rows(res):
                 coords.append([lon, lat])
                 times.append(t / 1e9)
+        devices = {d for d, _, _ in spans}
     except QueryError as exc:
         raise ApiError(502, f"InfluxDB query failed: {exc}") from None
     order = sorted(range(len(times)), key=times.__getitem__)
@@ -176,6 +177,30 @@ async def officer_track(request: web.Request) -> web.Response:
         },
     }
     return params.respond(feature)
+
+
+def _spans(
+    rows: list[list[Any]], current: str | None, lo: int, hi: int
+) -> list[tuple[str, int, int]]:
+    """(device, from, to) in ns: the officer's shifts with each device, within [lo, hi]."""
+    spans: list[tuple[str, int, int]] = []
+    open_at: int | None = None
+    device: str | None = None
+    for t, dev, action in rows:
+        if action == "start" and isinstance(dev, str):
+            if device is not None and open_at is not None:
+                spans.append((device, open_at, t))
+            device, open_at = dev, t
+        elif action == "end" and device is not None and open_at is not None:
+            spans.append((device, open_at, t))
+            device, open_at = None, None
+    if device is not None and open_at is not None:
+        spans.append((device, open_at, hi))
+    elif not spans and current:
+        spans.append((current, lo, hi))  # on shift since before the stored history
+    return [
+        (d, max(a, lo), min(b, hi)) for d, a, b in spans if a <= hi and b >= lo and params.ID(d)
+    ]
 
 
 def _rows(results: list[dict[str, Any]]) -> list[list[Any]]:

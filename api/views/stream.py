@@ -23,6 +23,7 @@ from api.state import HUB
 from api.stream import Filter, Hub, Subscriber
 
 KINDS = ("alert", "position")
+MAX_PER_CALLER = 100  # streams open at once per token: each costs every event a filter
 
 
 def hub_of(request: web.Request) -> Hub:
@@ -42,10 +43,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "this endpoint speaks WebSocket (Upgrade: websocket)")
+    if hub.per_caller.get(p.name, 0) >= MAX_PER_CALLER:
+        raise ApiError(429, f"token {p.name!r} already has {MAX_PER_CALLER} streams open")
     await ws.prepare(request)
     sub, missed = hub.subscribe(Filter(p, kinds, city, grid), resume)
     try:
-        await ws.send_bytes(
+        await ws.send_str(
             orjson.dumps(
                 {
                     "type": "hello",
@@ -53,13 +56,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     "principal": p.name,
                     "role": p.role,
                 }
-            )
+            ).decode()
         )
         if missed is None:
-            await ws.send_bytes(orjson.dumps({"type": "reset", "reason": "resume token too old"}))
+            await ws.send_str(
+                orjson.dumps({"type": "reset", "reason": "resume token too old"}).decode()
+            )
         else:
             for e in missed:
-                await ws.send_bytes(e.body)
+                await ws.send_str(e.text)
         # Two tasks per client, not one per event: one sends, one reads until the client goes.
         sender = asyncio.create_task(_send(ws, sub))
         reader = asyncio.create_task(_drain(ws))
@@ -80,9 +85,9 @@ async def _send(ws: web.WebSocketResponse, sub: Subscriber) -> None:
         event = await sub.queue.get()
         while True:
             if event is None or sub.overflowed:
-                await ws.send_bytes(orjson.dumps({"type": "reset", "reason": "too slow"}))
+                await ws.send_str(orjson.dumps({"type": "reset", "reason": "too slow"}).decode())
                 return
-            await ws.send_bytes(event.body)
+            await ws.send_str(event.text)
             try:
                 event = sub.queue.get_nowait()
             except asyncio.QueueEmpty:

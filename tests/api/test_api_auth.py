@@ -110,3 +110,50 @@ def test_rate_limit_per_caller() -> None:
     assert limiter.allow("b") == 0.0  # another token has its own bucket
     now[0] += 0.5
     assert limiter.allow("a") == 0.0
+
+
+def test_local_only_refuses_proxied_requests() -> None:
+    a = Authenticator(cfg())
+    req = make_mocked_request("GET", "/api/v1/alerts", headers={"X-Forwarded-For": "10.0.0.9"})
+    with pytest.raises(ApiError) as info:
+        a.authenticate(req.clone(remote="127.0.0.1"))
+    assert info.value.status == 403 and "proxied" in info.value.message
+
+
+async def test_guessing_tokens_is_rate_limited_per_address() -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import CollectorRegistry
+
+    from api.server import make_app
+
+    app = make_app(
+        CollectorRegistry(),
+        {},
+        cfg(tokens=[{"name": "duty", "token": "duty-secret"}], rate_burst=3, rate_limit=0.01),
+    )
+    async with TestClient(TestServer(app)) as client:
+        codes = []
+        for _ in range(5):
+            r = await client.get("/api/v1/alerts", headers={"Authorization": "Bearer guess"})
+            codes.append(r.status)
+        assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429]
+        assert int(r.headers["Retry-After"]) >= 1
+
+
+def test_broker_address_never_shows_its_password() -> None:
+    from citywatch.config import parse_mqtt_url
+
+    b = parse_mqtt_url("mqtt://citywatch:TopSecret@broker:1883")
+    assert "TopSecret" not in str(b) and str(b) == "mqtt://citywatch@broker:1883"
+
+
+def test_track_spans_follow_the_officers_own_shifts() -> None:
+    from api.views.fleet import _spans
+
+    rows = [[100, "dev-1", "start"], [200, None, "end"], [300, "dev-2", "start"]]
+    assert _spans(rows, "dev-2", 0, 1000) == [("dev-1", 100, 200), ("dev-2", 300, 1000)]
+    # A device handed over after the shift is not followed past its end.
+    assert _spans([[100, "dev-1", "start"], [200, None, "end"]], None, 150, 1000) == [
+        ("dev-1", 150, 200)
+    ]
+    assert _spans([], "dev-9", 0, 50) == [("dev-9", 0, 50)]

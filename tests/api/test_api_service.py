@@ -208,6 +208,30 @@ async def test_tokens_roles_and_scopes(running: tuple[Service, Api], mosquitto: 
         },
     )
     assert status == 403 and "city" in doc["error"]["message"]
+    # Within its scope, by prefix: its own silence is listed and can be ended.
+    status, doc = await api.call(
+        "POST",
+        "/api/v1/silences",
+        token="lead7-secret",
+        json={
+            "matchers": [
+                {"name": "city", "value": CITY},
+                {"name": "grid", "value": "321202001.*", "op": "=~"},
+            ],
+            "ends_at": time.time() + 60,
+            "comment": "x",
+        },
+    )
+    assert status == 201, doc
+    status, listed = await api.call("GET", "/api/v1/silences", token="lead7-secret")
+    assert [s["id"] for s in listed["items"]] == [doc["id"]]
+    assert (await api.call("GET", "/api/v1/silences", token="lead8-secret"))[1]["items"] == []
+    assert (await api.call("DELETE", f"/api/v1/silences/{doc['id']}", token="lead7-secret"))[
+        0
+    ] == 200
+    # KPIs are per city and unit: a grid-scoped token cannot read them.
+    status, doc = await api.call("GET", "/api/v1/kpis", token="lead7-secret")
+    assert status == 403 and "grids" in doc["error"]["message"]
     # /metrics is public by default; /healthz always.
     async with api.session.get(api.base + "/metrics") as r:
         assert r.status == 200
@@ -232,6 +256,13 @@ async def test_tokens_roles_and_scopes(running: tuple[Service, Api], mosquitto: 
             "malformed",
         ),
         ("POST", "/api/v1/alerts/1/ack", {"json": [1, 2]}, 400, "object"),
+        (
+            "POST",
+            "/api/v1/alerts/1/ack",
+            {"data": b"[" * 50_000, "headers": {"Content-Type": "application/json"}},
+            400,
+            "malformed",
+        ),
         ("POST", "/api/v1/alerts/1/ack", {"json": {"note": 5}}, 400, "note"),
         (
             "POST",

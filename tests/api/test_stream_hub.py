@@ -46,3 +46,10 @@ def test_a_full_queue_skips_positions_but_never_an_alert() -> None:
     assert h.metrics.thinned._value.get() == 2
     h.publish("alert", "321200", (), {})
     assert sub.overflowed  # its handler sends reset: an alert change must not be lost silently
+
+
+def test_a_malformed_resume_token_means_reset() -> None:
+    h = hub()
+    h.publish("alert", "321200", (), {})
+    for bad in (f"{h.run}.²", f"{h.run}.-1", f"{h.run}.", "x" * 64):
+        assert h.subscribe(Filter(ADMIN), bad)[1] is None
