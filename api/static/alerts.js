@@ -21,24 +21,33 @@ export class AlertList {
     this.alerts = new Map(); // id -> {alert, node}
   }
 
-  /** A full list from GET /api/v1/alerts: what is not in it is no longer open. */
-  replace(items) {
+  /**
+   * A full list from GET /api/v1/alerts, asked for at ``askedAt`` (performance.now()):
+   * what is not in it is no longer open, unless the stream brought it after the list was
+   * asked for (the list cannot know it yet).
+   */
+  replace(items, askedAt = Infinity) {
     const ids = new Set(items.map((a) => a.id));
     for (const [id, entry] of this.alerts) {
-      if (!ids.has(id) && entry.alert.status !== "resolved") this.drop(id);
+      const newer = entry.seen !== undefined && entry.seen > askedAt;
+      if (!ids.has(id) && entry.alert.status !== "resolved" && !newer) this.drop(id);
     }
-    for (const a of items) this.apply(a, false);
+    for (const a of items) {
+      const entry = this.alerts.get(a.id);
+      if (!entry || !(entry.seen > askedAt)) this.apply(a, false, false);
+    }
     this.finish();
   }
 
   /** One alert (from the stream or an ack): returns whether it is a new red one. */
-  apply(alert, finish = true) {
+  apply(alert, finish = true, live = true) {
     let entry = this.alerts.get(alert.id);
     const wasRed = entry && entry.alert.severity === "red" && entry.alert.status === "firing";
     if (!entry) {
       entry = { alert, node: this.card(alert) };
       this.alerts.set(alert.id, entry);
     }
+    if (live) entry.seen = performance.now();
     entry.alert = alert;
     this.fill(entry);
     if (finish) this.finish();

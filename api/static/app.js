@@ -69,7 +69,10 @@ async function load(source, fn) {
 }
 
 const loadAlerts = () =>
-  load("告警 alerts", async () => alerts.replace(await getAll("/api/v1/alerts", session.bearer)));
+  load("告警 alerts", async () => {
+    const askedAt = performance.now();
+    alerts.replace(await getAll("/api/v1/alerts", session.bearer), askedAt);
+  });
 
 const loadOfficers = () =>
   load("人员 officers", async () => {
@@ -142,6 +145,7 @@ async function start(bearer) {
   session.stream = new Stream(bearer, {
     onEvent,
     onState: setConn,
+    onRefused: () => load("连接 stream", () => get("/api/v1/alerts?limit=1", session.bearer)),
     onHello: (msg, fresh) => {
       if (bearer && msg.principal) $("who").textContent = msg.principal;
       if (fresh) loadAll();

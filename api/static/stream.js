@@ -36,7 +36,11 @@ export class Stream {
     clearTimeout(this.timer);
     const ws = new WebSocket(this.url());
     this.ws = ws;
-    ws.onmessage = (e) => this.receive(e.data);
+    let greeted = false;
+    ws.onmessage = (e) => {
+      greeted = true;
+      this.receive(e.data);
+    };
     ws.onclose = () => {
       if (this.ws !== ws) return;
       this.ws = null;
@@ -44,6 +48,9 @@ export class Stream {
         this.h.onState("closed");
         return;
       }
+      // Refused before any hello: perhaps the token was revoked (a browser cannot see
+      // the 401 of a WebSocket); the page checks it with a plain request.
+      if (!greeted && this.h.onRefused) this.h.onRefused();
       this.h.onState("reconnecting");
       this.timer = setTimeout(() => this.connect(), this.delay);
       this.delay = Math.min(this.delay * 2, MAX_DELAY);
