@@ -63,3 +63,10 @@ def test_demo_runs_with_embedded_broker_and_shows_a_summary(tmp_path: Path) -> N
     spooled = int(re.search(r"spooled\s+(\d+)", lines[-1]).group(1))  # type: ignore[union-attr]
     assert fixes > 0 and spooled > 0
     assert any((tmp_path / "var" / "spool").iterdir())
+
+
+def test_the_example_file_lists_every_default() -> None:
+    from citywatch.settings import Settings, load_settings
+
+    example = Path(__file__).resolve().parents[2] / "citywatch.example.yaml"
+    assert load_settings(example, env={}) == Settings()
