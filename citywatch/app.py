@@ -215,7 +215,9 @@ class Service:
         )
         source = self.source
         self.checks["broker"] = lambda: (
-            (True, "connected") if source.connected else (False, f"not connected to {s.mqtt.broker}")
+            (True, "connected")
+            if source.connected
+            else (False, f"not connected to {s.mqtt.broker}")
         )
         decoder = BatchDecoder(s.ingest, router, cmetrics)
         # Entered last so it is stopped first: no new batches while the sinks drain.
