@@ -57,7 +57,6 @@ class Alert:
     ack_by: str | None = None
     ack_at: float | None = None
     ack_note: str | None = None
-    first_delivered_at: float | None = None
     silenced_since: float | None = None
     """Since when a silence has held it (its escalation clock stands still meanwhile)."""
     route: str = ""

@@ -81,8 +81,6 @@ class Outbox:
         store: Any,
         metrics: AlertingMetrics,
         clock: Clock,
-        *,
-        on_delivered: Callable[[list[Delivery], float], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.notifier_for = notifier_for
@@ -90,7 +88,6 @@ class Outbox:
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.on_delivered = on_delivered
         self._queues: dict[Destination, _Queue] = {}
         self._pending = 0
         self._closing = False
@@ -122,9 +119,6 @@ class Outbox:
     def core_tasks(self) -> list[asyncio.Task[None]]:
         """The tasks that must keep running (destinations' tasks come and go)."""
         return [self._marker] if self._marker is not None else []
-
-    def destinations(self) -> int:
-        return len(self._queues)
 
     def pending(self) -> int:
         """Deliveries waiting, over every destination."""
@@ -228,8 +222,6 @@ class Outbox:
         for d in batch:
             if is_first(d.key):
                 self.metrics.delay.observe(max(0.0, now - d.created_at))
-        if self.on_delivered is not None:
-            self.on_delivered(batch, now)
 
     def _remove(self, q: _Queue, batch: list[Delivery]) -> None:
         before = len(q.items)

@@ -85,8 +85,6 @@ class Alerting:
         self._writes: set[asyncio.Task[None]] = set()
         self.listeners: list[Callable[[list[Alert]], None]] = []
         """Called with the alerts of every committed batch of changes (the API's stream)."""
-        self.changed = asyncio.Condition()
-        """Notified after every committed change (for tests and the API's stream)."""
         metrics.by_state(self._state_counts)
 
     async def _run_io(self, fn: Callable[..., T], *args: Any) -> T:
@@ -121,7 +119,6 @@ class Alerting:
             store,
             self.metrics,
             self.clock,
-            on_delivered=self._delivered,
         )
         await self._outbox.__aenter__()
         self._outbox.add(pending)
@@ -391,12 +388,6 @@ class Alerting:
         ]
         return notify.deliveries(a, tells, now, self.channels.channels_for)
 
-    def _delivered(self, batch: list[Delivery], now: float) -> None:
-        for d in batch:
-            a = self.by_id.get(d.alert_id)
-            if a is not None and a.first_delivered_at is None:
-                a.first_delivered_at = now  # informative only; saved with the next change
-
     # -- storage ----------------------------------------------------------------
 
     async def _commit(
@@ -425,8 +416,6 @@ class Alerting:
             self._after_commit(changes, added)
             raise
         self._after_commit(changes, added)
-        async with self.changed:
-            self.changed.notify_all()
 
     def _after_commit(self, changes: list[Change], added: set[str]) -> None:
         self.outbox.add(d for c in changes for d in c.deliveries if d.key in added)
@@ -447,9 +436,6 @@ class Alerting:
             task.add_done_callback(self._writes.discard)
 
     def _keep(self, a: Alert) -> None:
-        old = self.by_id.get(a.id)
-        if old is not None and old.first_delivered_at is not None and a.first_delivered_at is None:
-            a.first_delivered_at = old.first_delivered_at
         self.by_id[a.id] = a
         current = self.alerts.get(a.fingerprint)
         if current is None or current.id <= a.id:

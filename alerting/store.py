@@ -233,16 +233,6 @@ class AlertStore:
                 [(n, err, k) for k, n, err in rows],
             )
 
-    def outbox_rows(self, alert_id: int) -> list[dict[str, Any]]:
-        cols = ("key", "receiver", "channel", "state", "attempts", "last_error", "sent_at")
-        return [
-            dict(zip(cols, row, strict=True))
-            for row in self.db.execute(
-                f"SELECT {', '.join(cols)} FROM outbox WHERE alert_id = ? ORDER BY created_at",
-                (alert_id,),
-            )
-        ]
-
     def prune(self, sent_before: float, resolved_before: float) -> int:
         """Forget notifications delivered or failed before ``sent_before``, and alerts
         (with their history) resolved before ``resolved_before``; returns the rows gone."""
