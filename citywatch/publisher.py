@@ -1,4 +1,4 @@
-"""Publishing the service's own output over MQTT: dead letters now, alert pushes next.
+"""Publishing the service's own output over MQTT: the dead letters of refused records.
 
 aiomqtt suits this side: it publishes QoS 1 messages and awaits the broker's
 acknowledgement. Messages wait in a bounded queue while the broker is away;
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from types import TracebackType
 
 import aiomqtt
@@ -17,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from citywatch.aio import cancel_and_wait
 from citywatch.config import BrokerAddress
+from citywatch.mqtt_link import MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class PublisherMetrics:
 
 
 class MqttPublisher:
-    """A reconnecting QoS 1 publisher with a bounded queue; an async context manager."""
+    """A QoS 1 publisher with a bounded queue, over an :class:`MqttLink`; an async CM."""
 
     def __init__(
         self,
@@ -53,16 +53,18 @@ class MqttPublisher:
         tls_ca: str | None = None,
         reconnect_max: float = 30.0,
     ) -> None:
-        self.broker = broker
         self.client_id = client_id
         self.metrics = metrics
-        self.reconnect_max = reconnect_max
+        self.link = MqttLink(broker, client_id, tls_ca=tls_ca, reconnect_max=reconnect_max)
         self._queue: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue(max_queue)
-        self._tls = ssl.create_default_context(cafile=tls_ca) if broker.tls else None
         self._task: asyncio.Task[None] | None = None
-        self.connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected
 
     async def __aenter__(self) -> MqttPublisher:
+        await self.link.__aenter__()
         self._task = asyncio.create_task(self._run(), name=f"publish-{self.client_id}")
         return self
 
@@ -73,10 +75,11 @@ class MqttPublisher:
         tb: TracebackType | None,
     ) -> None:
         await cancel_and_wait([self._task])
+        await self.link.__aexit__(exc_type, exc, tb)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
-        return [self._task] if self._task is not None else []
+        return ([self._task] if self._task is not None else []) + self.link.tasks
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> bool:
         """Queue a message; False (and counted) when the queue is full."""
@@ -93,32 +96,20 @@ class MqttPublisher:
         await self._queue.join()
 
     async def _run(self) -> None:
-        backoff = 0.2
         pending: tuple[str, bytes, bool] | None = None
         while True:
+            client = await self.link.ready()
             try:
-                async with aiomqtt.Client(
-                    self.broker.host,
-                    self.broker.port,
-                    username=self.broker.username,
-                    password=self.broker.password,
-                    identifier=self.client_id,
-                    tls_context=self._tls,
-                    timeout=10,
-                ) as client:
-                    self.connected = True
-                    backoff = 0.2
-                    while True:
-                        if pending is None:
-                            pending = await self._queue.get()
-                        topic, payload, retain = pending
-                        await client.publish(topic, payload, qos=1, retain=retain)
-                        pending = None
-                        self._queue.task_done()
-                        self.metrics.published.inc()
-                        self.metrics.queued.set(self._queue.qsize())
+                while True:
+                    if pending is None:
+                        pending = await self._queue.get()
+                    topic, payload, retain = pending
+                    await client.publish(topic, payload, qos=1, retain=retain)
+                    pending = None
+                    self._queue.task_done()
+                    self.metrics.published.inc()
+                    self.metrics.queued.set(self._queue.qsize())
             except aiomqtt.MqttError as exc:
-                self.connected = False
-                log.warning("publisher %s: %s; retrying in %.1fs", self.client_id, exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self.reconnect_max)
+                # The message waits for the link's next connection; the link logs the drop.
+                log.debug("publisher %s: %s", self.client_id, exc)
+                await asyncio.sleep(0.2)

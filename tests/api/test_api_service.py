@@ -203,7 +203,7 @@ async def test_tokens_roles_and_scopes(running: tuple[Service, Api], mosquitto: 
         token="lead7-secret",
         json={
             "matchers": [{"name": "rule", "value": "device_offline"}],
-            "ends_at": time.time() + 60,
+            "ends_at": time.time() + 86400,
             "comment": "x",
         },
     )
@@ -218,7 +218,7 @@ async def test_tokens_roles_and_scopes(running: tuple[Service, Api], mosquitto: 
                 {"name": "city", "value": CITY},
                 {"name": "grid", "value": "321202001.*", "op": "=~"},
             ],
-            "ends_at": time.time() + 60,
+            "ends_at": time.time() + 86400,
             "comment": "x",
         },
     )
@@ -275,7 +275,7 @@ async def test_tokens_roles_and_scopes(running: tuple[Service, Api], mosquitto: 
         (
             "POST",
             "/api/v1/silences",
-            {"json": {"matchers": [], "ends_at": time.time() + 60, "comment": "x"}},
+            {"json": {"matchers": [], "ends_at": time.time() + 86400, "comment": "x"}},
             400,
             "matcher",
         ),
@@ -285,7 +285,7 @@ async def test_tokens_roles_and_scopes(running: tuple[Service, Api], mosquitto: 
             {
                 "json": {
                     "matchers": [{"name": "grid", "value": "(a|aa)*", "op": "=~"}],
-                    "ends_at": time.time() + 60,
+                    "ends_at": time.time() + 86400,
                     "comment": "x",
                 }
             },
