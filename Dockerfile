@@ -2,11 +2,10 @@
 FROM python:3.11-slim
 WORKDIR /app
 # Dependencies first, so that a code change does not reinstall them.
+# The runtime lock: the same pins the tests ran with, without the dev tools.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./
-RUN mkdir -p citywatch collectors rules alerting api \
-    && touch citywatch/__init__.py collectors/__init__.py rules/__init__.py \
-       alerting/__init__.py api/__init__.py \
-    && pip install --no-cache-dir . && pip uninstall -y citywatch
 COPY citywatch ./citywatch
 COPY collectors ./collectors
 COPY rules ./rules
