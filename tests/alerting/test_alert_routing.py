@@ -182,6 +182,34 @@ def test_bad_silences_are_refused_with_a_reason(build: object, problem: str) -> 
         build()  # type: ignore[operator]
 
 
+def test_silence_patterns_are_matched_by_re2_compiled_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python's re takes a backreference and a look-ahead; RE2, the linear-time engine
+    # Alertmanager uses, has neither, so refusing them shows which engine runs.
+    for pattern in (r"(a)\1", "(?=a)a", "a{1001}"):
+        with pytest.raises(SilenceError, match="RE2"):
+            Matcher("subject_id", pattern, "=~")
+    # The pattern that stalled the loop (12 ``x*`` then ``y``) is answered.
+    stall = Matcher("subject_id", "x*" * 12 + "y", "=~")
+    # A quantified group cannot backtrack in RE2, so it is no longer refused.
+    either = Matcher("grid", "(3201|3202)+.*", "!~")
+    # Still the whole value, not a prefix.
+    prefix = Matcher("grid", "3201", "=~")
+    # Compiled when made: matching compiles nothing.
+    import re2
+
+    def no_compiling(*args: object, **kw: object) -> None:
+        raise AssertionError("compiled while matching")
+
+    monkeypatch.setattr(re2, "compile", no_compiling)
+    assert not stall.matches({"subject_id": "x" * 30})
+    assert stall.matches({"subject_id": "x" * 30 + "y"})
+    assert not either.matches({"grid": "320132019"})
+    assert either.matches({"grid": "3203"})
+    assert not prefix.matches({"grid": "320106"})
+
+
 def test_the_documented_example_is_valid() -> None:
     import re
     from pathlib import Path
