@@ -15,11 +15,14 @@ time (backreferences, look-around), and such a pattern is refused here too.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import re2
+
+log = logging.getLogger(__name__)
 
 OPS = ("=", "!=", "=~", "!~")
 MAX_PATTERN = 256
@@ -52,8 +55,10 @@ class Matcher:
     op: str = "="
     # The compiled pattern of ``=~`` and ``!~``: compiled once here, not per match.
     _pattern: Any = field(default=None, init=False, repr=False, compare=False)
+    stored: InitVar[bool] = False
+    """Read back from the store: a pattern RE2 refuses is then kept, matching nothing."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, stored: bool) -> None:
         if self.op not in OPS:
             raise SilenceError(f"matcher {self.name!r}: op must be one of {', '.join(OPS)}")
         if not self.name or len(self.name) > 64:
@@ -69,6 +74,18 @@ class Matcher:
                 why = exc.args[0] if exc.args else ""
                 if isinstance(why, bytes):
                     why = why.decode("utf-8", "replace")
+                if stored:
+                    # Accepted before patterns were RE2's (a look-ahead, a backreference):
+                    # the silence is kept and shown, but mutes nothing, rather than the
+                    # service not starting or the silence vanishing unseen.
+                    log.warning(
+                        "silence matcher %s %s %r is not RE2 (%s): it matches nothing",
+                        self.name,
+                        self.op,
+                        self.value,
+                        why,
+                    )
+                    return
                 raise SilenceError(
                     f"matcher {self.name!r}: bad regular expression (RE2 syntax): {why}"
                 ) from None
@@ -82,6 +99,8 @@ class Matcher:
             return value == self.value
         if self.op == "!=":
             return value != self.value
+        if self._pattern is None:
+            return False  # a stored pattern RE2 refuses (see ``stored``)
         # Anchored at both ends, as Alertmanager anchors its matchers.
         try:
             hit = self._pattern.fullmatch(value) is not None
@@ -136,7 +155,7 @@ class Silence:
     def from_json(cls, doc: Mapping[str, Any]) -> Silence:
         return cls(
             id=str(doc["id"]),
-            matchers=tuple(Matcher(**m) for m in doc["matchers"]),
+            matchers=tuple(Matcher(**m, stored=True) for m in doc["matchers"]),
             starts_at=float(doc["starts_at"]),
             ends_at=float(doc["ends_at"]),
             created_by=str(doc["created_by"]),

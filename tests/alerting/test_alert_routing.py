@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import logging
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from alerting import routing
 from alerting.config import AlertingConfig
 from alerting.model import Alert
 from alerting.silences import Matcher, Silence, SilenceError, silenced_by
+from alerting.store import AlertStore
 from citywatch.config import ConfigError, load_section
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -208,6 +212,28 @@ def test_silence_patterns_are_matched_by_re2_compiled_once(
     assert not either.matches({"grid": "320132019"})
     assert either.matches({"grid": "3203"})
     assert not prefix.matches({"grid": "320106"})
+
+
+def test_a_stored_silence_whose_pattern_re2_refuses_loads_and_mutes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Stored before patterns were RE2's: a look-ahead, which Python's re took.
+    doc = silence(Matcher("rule", "patrol_idle")).to_json()
+    doc["matchers"].append({"name": "grid", "value": "(?!3201).*", "op": "=~"})
+    store = AlertStore(tmp_path / "alerts.db")
+    try:
+        store.db.execute(
+            "INSERT INTO silences (id, ends_at, doc) VALUES (?,?,?)",
+            (doc["id"], doc["ends_at"], orjson.dumps(doc)),
+        )
+        with caplog.at_level(logging.WARNING, logger="alerting.silences"):
+            (loaded,) = store.load_silences(DAY)
+    finally:
+        store.close()
+    # Kept as it was stored, so it is listed and can be ended, but it mutes nothing.
+    assert loaded.to_json() == doc
+    assert not loaded.matches({"rule": "patrol_idle", "grid": "320106"})
+    assert "(?!3201).*" in caplog.text and "matches nothing" in caplog.text
 
 
 def test_the_documented_example_is_valid() -> None:
