@@ -5,24 +5,45 @@ active; the alerts still change state and are still stored. Matchers follow
 Alertmanager: ``=``, ``!=``, ``=~`` and ``!~`` (regular expressions match the
 whole value), on the alert's fields (``rule``, ``severity``, ``city``,
 ``subject``, ``subject_id``) and labels (``grid``, ``unit``, ``officer``, ...).
+
+Regular expressions are RE2's, as in Alertmanager: matching takes time linear in
+the value, whatever the pattern, so no silence can stall the event loop that
+evaluates it for every alert change. RE2 refuses what it cannot run in linear
+time (backreferences, look-around), and such a pattern is refused here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
+import re2
+
+log = logging.getLogger(__name__)
+
 OPS = ("=", "!=", "=~", "!~")
-_NESTED = re.compile(r"\)[*+{]")
 MAX_PATTERN = 256
 MAX_MATCHERS = 16
 
 
 class SilenceError(ValueError):
     """A silence that cannot be accepted; the message says which part and why."""
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    # A refused pattern is the caller's error, answered with a SilenceError; RE2 would
+    # also write it to stderr.
+    options.log_errors = False
+    # Only whether the whole value matches counts, never what a group caught.
+    options.never_capture = True
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +53,12 @@ class Matcher:
     name: str
     value: str
     op: str = "="
+    # The compiled pattern of ``=~`` and ``!~``: compiled once here, not per match.
+    _pattern: Any = field(default=None, init=False, repr=False, compare=False)
+    stored: InitVar[bool] = False
+    """Read back from the store: a pattern RE2 refuses is then kept, matching nothing."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, stored: bool) -> None:
         if self.op not in OPS:
             raise SilenceError(f"matcher {self.name!r}: op must be one of {', '.join(OPS)}")
         if not self.name or len(self.name) > 64:
@@ -41,17 +66,32 @@ class Matcher:
         if len(self.value) > MAX_PATTERN:
             raise SilenceError(f"matcher {self.name!r}: value longer than {MAX_PATTERN}")
         if self.op in ("=~", "!~"):
-            if _NESTED.search(self.value):
-                # A quantified group can backtrack exponentially (Python's re is not RE2).
-                raise SilenceError(
-                    f"matcher {self.name!r}: a group followed by *, + or {{}} is not allowed"
-                )
+            # RE2, never Python's backtracking re: a user's pattern must not be able to
+            # stall the loop that matches it against every alert.
             try:
-                re.compile(self.value)
-            except re.error as exc:
+                pattern = re2.compile(self.value, _RE2_OPTIONS)
+            except re2.error as exc:
+                why = exc.args[0] if exc.args else ""
+                if isinstance(why, bytes):
+                    why = why.decode("utf-8", "replace")
+                if stored:
+                    # Accepted before patterns were RE2's (a look-ahead, a backreference):
+                    # the silence is kept and shown, but mutes nothing, rather than the
+                    # service not starting or the silence vanishing unseen.
+                    log.warning(
+                        "silence matcher %s %s %r is not RE2 (%s): it matches nothing",
+                        self.name,
+                        self.op,
+                        self.value,
+                        why,
+                    )
+                    return
                 raise SilenceError(
-                    f"matcher {self.name!r}: bad regular expression: {exc}"
+                    f"matcher {self.name!r}: bad regular expression (RE2 syntax): {why}"
                 ) from None
+            except UnicodeEncodeError:
+                raise SilenceError(f"matcher {self.name!r}: value is not valid text") from None
+            object.__setattr__(self, "_pattern", pattern)
 
     def matches(self, fields: Mapping[str, str]) -> bool:
         value = fields.get(self.name, "")
@@ -59,8 +99,19 @@ class Matcher:
             return value == self.value
         if self.op == "!=":
             return value != self.value
-        hit = re.fullmatch(self.value, value) is not None
+        if self._pattern is None:
+            return False  # a stored pattern RE2 refuses (see ``stored``)
+        # Anchored at both ends, as Alertmanager anchors its matchers.
+        try:
+            hit = self._pattern.fullmatch(value) is not None
+        except UnicodeEncodeError:
+            # RE2 matches UTF-8; a lone surrogate has none, so it is matched as raw bytes.
+            hit = self._pattern.fullmatch(value.encode("utf-8", "surrogatepass")) is not None
         return hit if self.op == "=~" else not hit
+
+    def to_json(self) -> dict[str, str]:
+        """``name``, ``value`` and ``op``, as the API shows and the store keeps them."""
+        return {"name": self.name, "value": self.value, "op": self.op}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +145,17 @@ class Silence:
         return all(m.matches(fields) for m in self.matchers)
 
     def to_json(self) -> dict[str, Any]:
-        doc = dataclasses.asdict(self)
-        doc["matchers"] = [dataclasses.asdict(m) for m in self.matchers]
+        # Field by field, not dataclasses.asdict: that would copy each matcher's compiled
+        # pattern too.
+        doc: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        doc["matchers"] = [m.to_json() for m in self.matchers]
         return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Silence:
         return cls(
             id=str(doc["id"]),
-            matchers=tuple(Matcher(**m) for m in doc["matchers"]),
+            matchers=tuple(Matcher(**m, stored=True) for m in doc["matchers"]),
             starts_at=float(doc["starts_at"]),
             ends_at=float(doc["ends_at"]),
             created_by=str(doc["created_by"]),

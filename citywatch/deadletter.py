@@ -2,12 +2,18 @@
 
 The collector publishes dead letters for messages it cannot decode; later
 stages (the case rule's impossible transitions) use :class:`DeadLetters`.
+
+A message yields at most one dead letter, of bounded size: a GPS array with
+refused fixes yields one that counts them by reason and details the first
+:data:`MAX_ELEMENTS`, not one per fix (a 2 KB array of 1,000 bad fixes once
+produced 1,000 dead letters, over 2 MB).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -16,9 +22,43 @@ from citywatch.models import Rejected
 from citywatch.publisher import MqttPublisher
 from citywatch.sink import Sink
 
+MAX_ELEMENTS = 10
+"""How many refused elements of one message a dead letter details (``elements``)."""
+MAX_ELEMENT_DETAIL = 200
+"""Characters of each detailed element's ``detail`` kept."""
+
 
 def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
-    """The JSON body published to ``{root}/{city}/deadletter``."""
+    """The JSON body published to ``{root}/{city}/deadletter`` for one refused message."""
+    return orjson.dumps(_letter(rej, payload, max_bytes))
+
+
+def elements_deadletter_payload(
+    refused: Sequence[Rejected], payload: bytes, max_bytes: int
+) -> bytes:
+    """The one dead letter of a message some of whose array elements were refused.
+
+    ``refused`` holds every refused element, in array order. ``reason``, ``detail``
+    and ``index`` are the first one's, as in a dead letter for a single element;
+    ``rejected`` counts them all, ``reasons`` counts them by reason, and ``elements``
+    details the first :data:`MAX_ELEMENTS`.
+    """
+    first = refused[0]
+    reasons: dict[str, int] = {}
+    for r in refused:
+        reasons[r.reason] = reasons.get(r.reason, 0) + 1
+    elements: list[dict[str, object]] = []
+    for r in refused[:MAX_ELEMENTS]:
+        element: dict[str, object] = {} if r.element is None else {"index": r.element}
+        element.update(reason=r.reason, detail=r.detail[:MAX_ELEMENT_DETAIL])
+        elements.append(element)
+    extra = {"rejected": len(refused), "reasons": reasons, "elements": elements}
+    return orjson.dumps(_letter(first, payload, max_bytes, extra))
+
+
+def _letter(
+    rej: Rejected, payload: bytes, max_bytes: int, extra: dict[str, object] | None = None
+) -> dict[str, object]:
     body = payload[:max_bytes]
     try:
         text, encoding = body.decode("utf-8"), "utf-8"
@@ -42,13 +82,15 @@ def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
     }
     if rej.element is not None:
         doc["index"] = rej.element
+    if extra:
+        doc.update(extra)
     doc.update(
         payload=text,
         payload_encoding=encoding,
         size=len(payload),
         truncated=len(payload) > max_bytes,
     )
-    return orjson.dumps(doc)
+    return doc
 
 
 class DeadLetters:

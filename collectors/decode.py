@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from citywatch.deadletter import deadletter_payload
+from citywatch.deadletter import deadletter_payload, elements_deadletter_payload
 from citywatch.models import Fix, Record, Rejected
 from collectors.config import IngestConfig
 from collectors.message import Decoder, Incoming
@@ -53,7 +53,8 @@ class BatchDecoder:
         max_payload = cfg.max_payload
         route_of = self.router.route
         decoders = self.decoders
-        rejected: list[tuple[Rejected, bytes]] = []
+        # Per message, its refused records (the whole message, or array elements).
+        rejected: list[tuple[list[Rejected], bytes]] = []
         for msg in batch:
             kind = "unknown"
             try:
@@ -89,12 +90,10 @@ class BatchDecoder:
                     )
                 ]
             received[kind] = received.get(kind, 0) + 1
-            ok = 0
-            for rec in decoded:
-                if type(rec) is Rejected:
-                    rejected.append((rec, msg.payload))
-                else:
-                    ok += 1
+            refused = [rec for rec in decoded if type(rec) is Rejected]
+            if refused:
+                rejected.append((refused, msg.payload))
+            ok = len(decoded) - len(refused)
             if ok:
                 accepted[kind] = accepted.get(kind, 0) + ok
             records.extend(decoded)
@@ -106,21 +105,29 @@ class BatchDecoder:
         out: Decoded,
         received: dict[str, int],
         accepted: dict[str, int],
-        rejected: list[tuple[Rejected, bytes]],
+        rejected: list[tuple[list[Rejected], bytes]],
     ) -> None:
         m = self.metrics
         for kind, n in received.items():
             m.received.labels(kind).inc(n)
         for kind, n in accepted.items():
             m.accepted.labels(kind).inc(n)
-        for rec, payload in rejected:
-            m.rejected.labels(rec.kind, rec.reason).inc()
-            out.deadletters.append(
-                (
-                    self.deadletter_topic(rec.topic),
-                    deadletter_payload(rec, payload, self.cfg.deadletter_max),
-                )
-            )
+        max_bytes = self.cfg.deadletter_max
+        # The metric counts every refused element, so it shows the scale; the dead
+        # letters are one per message, so a bad batch cannot multiply its own size.
+        counts: dict[tuple[str, str], int] = {}
+        for refused, payload in rejected:
+            for rec in refused:
+                key = (rec.kind, rec.reason)
+                counts[key] = counts.get(key, 0) + 1
+            first = refused[0]
+            if len(refused) == 1 and first.element is None:
+                letter = deadletter_payload(first, payload, max_bytes)
+            else:
+                letter = elements_deadletter_payload(refused, payload, max_bytes)
+            out.deadletters.append((self.deadletter_topic(first.topic), letter))
+        for (kind, reason), n in counts.items():
+            m.rejected.labels(kind, reason).inc(n)
         lags = [r.received_at - r.ts for r in out.records if type(r) is Fix]
         if lags:
             m.lag.observe_many(lags)

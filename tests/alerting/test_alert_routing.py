@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import logging
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from alerting import routing
 from alerting.config import AlertingConfig
 from alerting.model import Alert
 from alerting.silences import Matcher, Silence, SilenceError, silenced_by
+from alerting.store import AlertStore
 from citywatch.config import ConfigError, load_section
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -180,6 +184,56 @@ def test_silences_match_fields_and_labels_within_their_window() -> None:
 def test_bad_silences_are_refused_with_a_reason(build: object, problem: str) -> None:
     with pytest.raises(SilenceError, match=problem):
         build()  # type: ignore[operator]
+
+
+def test_silence_patterns_are_matched_by_re2_compiled_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python's re takes a backreference and a look-ahead; RE2, the linear-time engine
+    # Alertmanager uses, has neither, so refusing them shows which engine runs.
+    for pattern in (r"(a)\1", "(?=a)a", "a{1001}"):
+        with pytest.raises(SilenceError, match="RE2"):
+            Matcher("subject_id", pattern, "=~")
+    # The pattern that stalled the loop (12 ``x*`` then ``y``) is answered.
+    stall = Matcher("subject_id", "x*" * 12 + "y", "=~")
+    # A quantified group cannot backtrack in RE2, so it is no longer refused.
+    either = Matcher("grid", "(3201|3202)+.*", "!~")
+    # Still the whole value, not a prefix.
+    prefix = Matcher("grid", "3201", "=~")
+    # Compiled when made: matching compiles nothing.
+    import re2
+
+    def no_compiling(*args: object, **kw: object) -> None:
+        raise AssertionError("compiled while matching")
+
+    monkeypatch.setattr(re2, "compile", no_compiling)
+    assert not stall.matches({"subject_id": "x" * 30})
+    assert stall.matches({"subject_id": "x" * 30 + "y"})
+    assert not either.matches({"grid": "320132019"})
+    assert either.matches({"grid": "3203"})
+    assert not prefix.matches({"grid": "320106"})
+
+
+def test_a_stored_silence_whose_pattern_re2_refuses_loads_and_mutes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Stored before patterns were RE2's: a look-ahead, which Python's re took.
+    doc = silence(Matcher("rule", "patrol_idle")).to_json()
+    doc["matchers"].append({"name": "grid", "value": "(?!3201).*", "op": "=~"})
+    store = AlertStore(tmp_path / "alerts.db")
+    try:
+        store.db.execute(
+            "INSERT INTO silences (id, ends_at, doc) VALUES (?,?,?)",
+            (doc["id"], doc["ends_at"], orjson.dumps(doc)),
+        )
+        with caplog.at_level(logging.WARNING, logger="alerting.silences"):
+            (loaded,) = store.load_silences(DAY)
+    finally:
+        store.close()
+    # Kept as it was stored, so it is listed and can be ended, but it mutes nothing.
+    assert loaded.to_json() == doc
+    assert not loaded.matches({"rule": "patrol_idle", "grid": "320106"})
+    assert "(?!3201).*" in caplog.text and "matches nothing" in caplog.text
 
 
 def test_the_documented_example_is_valid() -> None:

@@ -13,7 +13,12 @@ import pytest
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
-from citywatch.deadletter import deadletter_payload
+from citywatch.deadletter import (
+    MAX_ELEMENT_DETAIL,
+    MAX_ELEMENTS,
+    deadletter_payload,
+    elements_deadletter_payload,
+)
 from citywatch.models import Rejected
 from collectors.config import IngestConfig
 from collectors.decode import BatchDecoder
@@ -58,6 +63,19 @@ def test_fields() -> None:
 def test_index_of_an_array_element() -> None:
     doc = letter(b"[]", rej=REJ._replace(element=0))
     assert doc["index"] == 0
+
+
+def test_refused_elements_are_counted_and_the_first_few_detailed() -> None:
+    refused = [
+        REJ._replace(reason="out_of_range", detail="lat: " + "9" * 500, element=i)
+        for i in range(0, 100, 2)
+    ]
+    doc = orjson.loads(elements_deadletter_payload(refused, b"[]", 4096))
+    assert not list(VALIDATOR.iter_errors(doc))
+    assert (doc["reason"], doc["index"], doc["detail"]) == ("out_of_range", 0, refused[0].detail)
+    assert (doc["rejected"], doc["reasons"]) == (50, {"out_of_range": 50})
+    assert [e["index"] for e in doc["elements"]] == list(range(0, 2 * MAX_ELEMENTS, 2))
+    assert {len(e["detail"]) for e in doc["elements"]} == {MAX_ELEMENT_DETAIL}
 
 
 @pytest.mark.parametrize(
@@ -158,7 +176,11 @@ def test_example_is_reproduced_by_the_decoder(path: Path) -> None:
     # `detail` is for people and worded freely; everything else must match.
     for key in ("reason", "topic", "payload", "payload_encoding", "size", "truncated"):
         assert produced[key] == example[key], key
-    assert produced.get("index") == example.get("index")
+    for key in ("index", "rejected", "reasons"):
+        assert produced.get(key) == example.get(key), key
+    assert [(e["index"], e["reason"]) for e in produced.get("elements", [])] == [
+        (e["index"], e["reason"]) for e in example.get("elements", [])
+    ]
     assert datetime.fromisoformat(produced["received_at"]) == datetime.fromisoformat(
         example["received_at"]
     )

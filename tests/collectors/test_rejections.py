@@ -278,14 +278,19 @@ def test_bad_elements_of_a_gps_array() -> None:
         (1, "missing_field"), (2, "wrong_type"), (3, "out_of_range")
     ]  # fmt: skip
     assert [r.city for r in rejected] == [CITY] * 3
-    assert len(out.deadletters) == 3
-    for (topic, dl), rec in zip(out.deadletters, rejected, strict=True):
-        letter = orjson.loads(dl)
-        assert topic == f"citywatch/{CITY}/deadletter"
-        assert letter["index"] == rec.element
-        assert letter["reason"] == rec.reason
-        assert letter["payload"] == payload.decode()  # the whole message, for context
-        assert not list(deadletter_validator().iter_errors(letter))
+    # One dead letter for the message: the first refused fix, then all of them.
+    ((topic, dl),) = out.deadletters
+    letter = orjson.loads(dl)
+    assert topic == f"citywatch/{CITY}/deadletter"
+    assert (letter["index"], letter["reason"]) == (1, "missing_field")
+    assert letter["detail"] == rejected[0].detail
+    assert letter["rejected"] == 3
+    assert letter["reasons"] == {"missing_field": 1, "wrong_type": 1, "out_of_range": 1}
+    assert letter["elements"] == [
+        {"index": r.element, "reason": r.reason, "detail": r.detail} for r in rejected
+    ]
+    assert letter["payload"] == payload.decode()  # the whole message, for context
+    assert not list(deadletter_validator().iter_errors(letter))
     assert sample("citywatch_ingest_received_total", {"kind": "gps"}) == 1
     assert sample("citywatch_ingest_accepted_total", {"kind": "gps"}) == 2
     for reason in ("missing_field", "wrong_type", "out_of_range"):
@@ -299,6 +304,38 @@ def test_an_array_of_only_bad_fixes() -> None:
     assert sample("citywatch_ingest_accepted_total", {"kind": "gps"}) is None
     labels = {"kind": "gps", "reason": "out_of_range"}
     assert sample("citywatch_ingest_rejected_total", labels) == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [5, with_(FIX, lat=95.0)],
+    ids=["2-KB-of-non-objects", "55-KB-of-bad-fixes"],
+)
+def test_a_thousand_bad_fixes_make_one_bounded_dead_letter(bad: Any) -> None:
+    # 998 bad elements, one more bad for another reason, one good fix: 1,000 in all.
+    payload = raw([bad] * 998 + [with_(FIX, lon=...), FIX])
+    reason = "wrong_type" if bad == 5 else "out_of_range"
+    out, sample = run([Incoming(GPS, payload, NOW)])
+    # The valid fix is kept, every bad one is stored and counted...
+    assert [r for r in out.records if type(r) is Fix] == [out.records[-1]]
+    assert [r.element for r in out.records if isinstance(r, Rejected)] == list(range(999))
+    assert sample("citywatch_ingest_rejected_total", {"kind": "gps", "reason": reason}) == 998
+    labels = {"kind": "gps", "reason": "missing_field"}
+    assert sample("citywatch_ingest_rejected_total", labels) == 1
+    assert sample("citywatch_ingest_accepted_total", {"kind": "gps"}) == 1
+    # ... but the message makes one dead letter, of bounded size.
+    ((topic, dl),) = out.deadletters
+    assert topic == f"citywatch/{CITY}/deadletter"
+    assert len(dl) < 2 * CFG.deadletter_max
+    letter = orjson.loads(dl)
+    assert (letter["reason"], letter["index"], letter["rejected"]) == (reason, 0, 999)
+    assert letter["reasons"] == {reason: 998, "missing_field": 1}
+    assert [(e["index"], e["reason"]) for e in letter["elements"]] == [
+        (i, reason) for i in range(10)
+    ]
+    assert letter["size"] == len(payload)
+    assert letter["truncated"] is (len(payload) > CFG.deadletter_max)
+    assert not list(deadletter_validator().iter_errors(letter))
 
 
 # -- accounting over a mixed batch -------------------------------------------------------------
