@@ -80,7 +80,7 @@ class Client:
     def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
         with self.cond:
             self.got.append(msg.topic)
-            self.payloads.append((msg.topic, msg.payload))
+            self.payloads.append((msg.topic, bytes(msg.payload)))
             self.cond.notify_all()
 
     def ok(self) -> bool:
