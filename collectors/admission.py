@@ -189,18 +189,21 @@ class Admission:
         """Forget the handhelds not heard of for ``devices.evict_after``; how many."""
         limit = now - self.cfg.evict_after
         stale = [k for k, t in self._seen.items() if t <= limit]
+        freed = 0
         for key in stale:
             officer = self._named.pop(key, None)
             if officer is None:
                 self._forget_unknown(key)
+                freed += 1
             else:
                 self._shifts.pop((key[0], officer), None)
                 del self._seen[key]
-        if stale and self._full:
+        if freed and self._full:
             self._full = False
             log.warning(
-                "%d handhelds not heard of for %.0fs forgotten: unknown ones are taken again",
-                len(stale),
+                "%d unknown handhelds not heard of for %.0fs forgotten: unknown ones are "
+                "taken again",
+                freed,
                 self.cfg.evict_after,
             )
         return len(stale)
