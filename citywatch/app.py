@@ -36,8 +36,10 @@ from citywatch.deadletter import DeadLetters
 from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.writer import InfluxWriter
 from citywatch.publisher import MqttPublisher, PublisherMetrics
+from citywatch.roster import Roster, load_roster
 from citywatch.settings import Settings
 from citywatch.sink import FanOut, Sink
+from collectors.admission import Admission
 from collectors.decode import BatchDecoder
 from collectors.metrics import CollectorMetrics
 from collectors.mqtt import MqttSource
@@ -85,6 +87,8 @@ class Service:
         self.hub = Hub(settings.api.stream_backlog, StreamMetrics(self.registry))
         self.board: DeviceBoard | None = None
         self.grids: Grids | None = None
+        self.roster: Roster | None = None
+        self.admission: Admission | None = None
 
     async def __aenter__(self) -> Service:
         try:
@@ -108,6 +112,7 @@ class Service:
         data.mkdir(parents=True, exist_ok=True)
         ingest, rules = "collector" in self.components, "rules" in self.components
         if ingest or rules:
+            self.roster = start_roster(s.devices.roster_file)
             # The writer stores ingest (collector) and alert history (rules) alike.
             self.writer = await self._stack.enter_async_context(
                 InfluxWriter(s.influx, s.spool, data / "spool", WriterMetrics(self.registry))
@@ -115,7 +120,7 @@ class Service:
             self.checks["storage"] = self.writer.ready
             sinks: list[Sink] = [self.writer] if ingest else []
             # The API's board of handhelds is fed like the rules, and feeds the stream.
-            self.board = DeviceBoard(s.patrols, self.hub)
+            self.board = DeviceBoard(s.patrols, self.hub, self.clock, s.devices.evict_after)
             sinks.append(self.board)
             # Alone, the rules consume with a session of their own (scale-out).
             client_id = s.mqtt.client_id if ingest else f"{s.mqtt.client_id}-rules"
@@ -219,7 +224,8 @@ class Service:
             if source.connected
             else (False, f"not connected to {s.mqtt.broker}")
         )
-        decoder = BatchDecoder(s.ingest, router, cmetrics)
+        self.admission = Admission(s.devices, self.roster, self.clock, cmetrics)
+        decoder = BatchDecoder(s.ingest, router, cmetrics, admission=self.admission)
         # Entered last so it is stopped first: no new batches while the sinks drain.
         self.collector = await self._stack.enter_async_context(
             Collector(self.source, decoder, sink, cmetrics, batch_max=s.ingest.batch_max)
@@ -292,6 +298,20 @@ def load_grids(path: str) -> Grids | None:
         return Grids.load(path)
     except ValueError as exc:
         raise ConfigError("grids_file", str(exc)) from None
+
+
+def start_roster(path: str) -> Roster | None:
+    """The roster of ``devices.roster_file`` at start-up, saying whether shift claims are
+    checked against one."""
+    roster = load_roster(path)
+    if roster is None:
+        log.warning(
+            "no devices.roster_file: shift starts are trusted as sent, the lead (who is told "
+            "of the officer's alerts) and the device included"
+        )
+    else:
+        log.info("roster %s: %d officers, %d handhelds", path, len(roster), len(roster.devices))
+    return roster
 
 
 class ComponentFailed(RuntimeError):

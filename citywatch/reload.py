@@ -2,8 +2,9 @@
 
 A new configuration is read and validated in full first; if anything is wrong
 the error is logged, naming the key, and the configuration in force stays.
-Today the patrol thresholds and the grid cells take effect live; other
-sections need a restart, and the log says so.
+Today the patrol thresholds, the grid cells, alerting and the ``devices:``
+section with its roster take effect live; other sections need a restart, and
+the log says so.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import TracebackType
 from citywatch.aio import cancel_and_wait
 from citywatch.app import Service, load_grids
 from citywatch.config import ConfigError
+from citywatch.roster import load_roster
 from citywatch.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,8 @@ def _mtime(path: str) -> float | None:
 
 
 class Reloader:
-    """Watches the config file (and the grids file) and applies changes to a running service."""
+    """Watches the config file (and the grids and roster files) and applies changes to a
+    running service."""
 
     def __init__(self, service: Service, config_path: str | None, interval: float = 2.0) -> None:
         self.service = service
@@ -41,7 +44,8 @@ class Reloader:
         self.reloads = 0
 
     def _files(self) -> dict[str, float | None]:
-        names = [self.path, self.service.settings.grids_file]
+        settings = self.service.settings
+        names = [self.path, settings.grids_file, settings.devices.roster_file]
         return {n: _mtime(n) for n in names if n}
 
     async def __aenter__(self) -> Reloader:
@@ -72,6 +76,7 @@ class Reloader:
         try:
             new: Settings = await asyncio.to_thread(load_settings, self.path)
             grids = await asyncio.to_thread(load_grids, new.grids_file)
+            roster = await asyncio.to_thread(load_roster, new.devices.roster_file)
         except ConfigError as exc:
             log.error("new configuration refused, the old one stays in force: %s", exc)
             return False
@@ -82,6 +87,11 @@ class Reloader:
             self.service.grids = grids
         if self.service.alerting is not None:
             self.service.alerting.reconfigure(new.alerting)
+        if self.service.admission is not None:
+            self.service.admission.reconfigure(new.devices, roster)
+            self.service.roster = roster
+        if self.service.board is not None:
+            self.service.board.evict_after = new.devices.evict_after
         rest = [
             name
             for name in ("mqtt", "ingest", "influx", "spool", "api", "cases", "calendar")
@@ -92,5 +102,8 @@ class Reloader:
         self.service.settings = new
         self._stamps = self._files()
         self.reloads += 1
-        log.info("configuration reloaded (patrol thresholds, grid cells and alerting applied)")
+        log.info(
+            "configuration reloaded (patrol thresholds, grid cells, alerting, devices and "
+            "roster applied)"
+        )
         return True

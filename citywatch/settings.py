@@ -11,6 +11,7 @@ from alerting.config import AlertingConfig
 from api.config import ApiConfig
 from citywatch.config import ConfigError, load_section, read_raw
 from citywatch.influx.config import InfluxConfig, SpoolConfig
+from citywatch.roster import DevicesConfig
 from collectors.config import IngestConfig, MqttConfig
 from rules.calendar import CalendarConfig
 from rules.cases.config import CasesConfig
@@ -27,6 +28,7 @@ class Settings:
     log_level: str = "info"
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    devices: DevicesConfig = field(default_factory=DevicesConfig)
     influx: InfluxConfig = field(default_factory=InfluxConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     api: ApiConfig = field(default_factory=ApiConfig)

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from citywatch.deadletter import deadletter_payload, elements_deadletter_payload
-from citywatch.models import Fix, Record, Rejected
+from citywatch.models import Fix, Record, Rejected, ShiftEvent
+from collectors.admission import Admission
 from collectors.config import IngestConfig
 from collectors.message import Decoder, Incoming
 from collectors.metrics import CollectorMetrics
@@ -16,6 +17,8 @@ from collectors.reject import Reject
 from collectors.topics import Router
 
 log = logging.getLogger(__name__)
+
+_DEVICE_KINDS = frozenset({"gps", "heartbeat", "status"})
 
 
 @dataclass
@@ -35,11 +38,14 @@ class BatchDecoder:
         router: Router,
         metrics: CollectorMetrics,
         decoders: Mapping[str, Decoder] = COLLECTORS,
+        admission: Admission | None = None,
     ) -> None:
         self.cfg = cfg
         self.router = router
         self.metrics = metrics
         self.decoders = decoders
+        self.admission = admission
+        """Which handhelds and shift claims are taken; None: all (as sent)."""
 
     def deadletter_topic(self, topic: str) -> str:
         return f"{self.router.root}/{self.router.city_of(topic) or 'unknown'}/deadletter"
@@ -53,6 +59,8 @@ class BatchDecoder:
         max_payload = cfg.max_payload
         route_of = self.router.route
         decoders = self.decoders
+        admission = self.admission
+        now = admission.now() if admission is not None else 0.0
         # Per message, its refused records (the whole message, or array elements).
         rejected: list[tuple[list[Rejected], bytes]] = []
         for msg in batch:
@@ -66,7 +74,18 @@ class BatchDecoder:
                     raise Reject(
                         "payload_too_large", f"{len(msg.payload)} bytes, at most {max_payload}"
                     )
+                if admission is not None and kind in _DEVICE_KINDS:
+                    # Before the payload is read: refusing a flood must cost little.
+                    why = admission.device(route.city, route.subject, now)
+                    if why:
+                        raise Reject("unknown_device", why)
                 decoded = decoders[kind](route, msg, cfg)
+                if admission is not None and kind == "shift":
+                    shift = decoded[0]
+                    assert isinstance(shift, ShiftEvent)
+                    why = admission.shift(shift, now)
+                    if why:
+                        raise Reject("roster_mismatch", why)
             except Reject as exc:
                 city = self.router.city_of(msg.topic)
                 decoded = [
@@ -74,6 +93,14 @@ class BatchDecoder:
                         kind, exc.reason, exc.detail, msg.topic, msg.received_at, city, ref=msg.mid
                     )
                 ]
+                if (
+                    exc.reason == "unknown_device"
+                    and admission is not None
+                    and not admission.deadletter(now)
+                ):
+                    # A flood of made-up ids: counted, neither published nor stored.
+                    self.metrics.rejected.labels(kind, exc.reason).inc()
+                    decoded = []
             except Exception as exc:
                 log.exception("decoder %s failed on %s", kind, msg.topic)
                 city = self.router.city_of(msg.topic)

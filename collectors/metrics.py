@@ -28,6 +28,19 @@ class CollectorMetrics:
             ["kind", "reason"],
             registry=registry,
         )
+        self.unknown_devices = Gauge(
+            "citywatch_ingest_unknown_devices",
+            "Handhelds neither in the roster nor named by a current shift whose data is taken "
+            "(bounded by devices.max_unknown and devices.max_unknown_total)",
+            registry=registry,
+        )
+        self.deadletters_suppressed = Counter(
+            "citywatch_ingest_deadletters_suppressed",
+            "Rejections neither published as dead letters nor stored, beyond "
+            "devices.unknown_deadletters a minute (still counted in citywatch_ingest_rejected)",
+            ["reason"],
+            registry=registry,
+        )
         self.lag = BulkHistogram(
             "citywatch_ingest_lag_seconds",
             "Receive time minus the fix's own time",

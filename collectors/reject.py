@@ -7,6 +7,9 @@ event that cannot follow the case's history (e.g. ``filed`` after ``closed``).
 ``ack_refused`` comes from alerting: an acknowledgement from a handheld that
 cannot be applied (unknown alert, already acknowledged or resolved, or a
 receiver who was not told of the alert).
+``unknown_device`` and ``roster_mismatch`` come from the collector's register
+of handhelds (:mod:`collectors.admission`): data from a handheld it does not
+take, and a shift start whose officer, lead or device the roster contradicts.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ REASONS: Final = (
     "unknown_value",
     "too_many_fixes",
     "unknown_device",
+    "roster_mismatch",
     "unsupported_type",
     "internal_error",
     "impossible_transition",

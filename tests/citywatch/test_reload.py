@@ -46,3 +46,37 @@ async def test_reload_on_change_and_on_sighup_and_refusal_of_a_bad_file(
             os.kill(os.getpid(), signal.SIGHUP)
             await await_until(lambda: reloader.reloads > before, what="SIGHUP reload")
             assert patrols.cfg.idle.window == 240
+
+
+async def test_the_roster_is_read_again_when_it_changes(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    roster = tmp_path / "roster.yaml"
+
+    def write(officer: str, mtime: int) -> None:
+        doc = {"cities": {"321200": {"officers": {officer: {"lead": "lead-1"}}}}}
+        roster.write_text(yaml.safe_dump(doc))
+        os.utime(roster, (mtime, mtime))  # a distinct mtime even within the same second
+
+    write("off-1", 1)
+    settings = settings_for(
+        mosquitto.url, "", "citywatch", tmp_path / "var", devices={"roster_file": str(roster)}
+    )
+    async with Service(settings, ["collector"]) as svc:
+        admission = svc.admission
+        assert admission is not None and admission.roster is not None
+        assert admission.roster.officer("321200", "off-1") is not None
+        async with Reloader(svc, str(tmp_path / "var" / "citywatch.yaml"), interval=0.05) as rl:
+            write("off-2", 2)
+            await await_until(
+                lambda: (
+                    admission.roster is not None
+                    and len(admission.roster.officers) == 1
+                    and admission.roster.officer("321200", "off-2") is not None
+                ),
+                what="the new roster",
+            )
+            # A bad roster: refused, and the one in force stays.
+            roster.write_text("cities: {'321200': {officers: {off-3: {}}}}")
+            assert not await rl.reload()
+            assert admission.roster.officer("321200", "off-2") is not None

@@ -2,21 +2,30 @@
 
 Handhelds log in with the officer id as username and the device id as client id: a
 handheld may publish only under its own device topic (and its officer's shift and
-acknowledgements), and reads only its officer's alert pushes.
+acknowledgements), and reads only its officer's alert pushes. What its shift start claims
+(its lead, its handheld) the broker cannot check: with a roster the service refuses a
+start that contradicts it, so the officer's alerts go to the roster's lead, and the officer,
+not told of them, cannot acknowledge them.
 """
 
 from __future__ import annotations
 
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from citywatch.app import Service
+from tests.helpers import await_until, settings_for
 from tests.services import Mosquitto, find_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +35,7 @@ ACCOUNTS = {
     "off-7": "off7-pass",
     "off-8": "off8-pass",
     "casesys": "case-pass",
+    "dispatch": "dispatch-pass",
 }
 
 
@@ -50,6 +60,7 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 class Client:
     def __init__(self, port: int, user: str | None, password: str | None, client_id: str) -> None:
         self.got: list[str] = []
+        self.payloads: list[tuple[str, bytes]] = []
         self.cond = threading.Condition()
         self.connected = threading.Event()
         self.rc: object = None
@@ -69,6 +80,7 @@ class Client:
     def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
         with self.cond:
             self.got.append(msg.topic)
+            self.payloads.append((msg.topic, bytes(msg.payload)))
             self.cond.notify_all()
 
     def ok(self) -> bool:
@@ -80,8 +92,13 @@ class Client:
         self.c.subscribe(topic, 1)
         assert done.wait(10)
 
-    def publish(self, topic: str) -> None:
-        self.c.publish(topic, b"{}", qos=1).wait_for_publish(10)
+    def publish(self, topic: str, payload: Any = None) -> None:
+        body = b"{}" if payload is None else orjson.dumps(payload)
+        self.c.publish(topic, body, qos=1).wait_for_publish(10)
+
+    def docs(self, topic: str) -> list[dict[str, Any]]:
+        with self.cond:
+            return [orjson.loads(p) for t, p in self.payloads if t == topic]
 
     def wait_for(self, topic: str) -> list[str]:
         with self.cond:
@@ -149,3 +166,108 @@ def test_no_login_no_connection(broker: Mosquitto, user: str | None, password: s
         assert c.connected.is_set() and not c.ok()
     finally:
         c.close()
+
+
+def test_the_dispatch_system_publishes_shifts_only(broker: Mosquitto) -> None:
+    service = Client(broker.port, "citywatch", ACCOUNTS["citywatch"], "cw-" + uuid.uuid4().hex[:6])
+    dispatch = Client(broker.port, "dispatch", ACCOUNTS["dispatch"], "dispatch-1")
+    try:
+        service.subscribe("citywatch/#")
+        for topic in [
+            f"citywatch/{CITY}/devices/dev-7/gps",
+            f"citywatch/{CITY}/acks/off-7",
+            f"citywatch/{CITY}/cases/C-1/events",
+            f"citywatch/{CITY}/officers/off-7/shift",
+            f"citywatch/{CITY}/alerts/off-7",
+        ]:
+            dispatch.publish(topic)
+        marker = f"citywatch/{CITY}/officers/off-8/shift"
+        dispatch.publish(marker)
+        assert service.wait_for(marker) == [f"citywatch/{CITY}/officers/off-7/shift", marker]
+    finally:
+        service.close()
+        dispatch.close()
+
+
+def _start(device: str, lead: str) -> dict[str, Any]:
+    return {
+        "ts": time.time(),
+        "action": "start",
+        "device": device,
+        "grids": ["321202001001001"],
+        "lead": lead,
+        "role": "inspector",
+    }
+
+
+async def test_a_handheld_cannot_name_its_own_lead_with_a_roster(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """off-7 starts a shift naming itself as lead and off-8's handheld: refused. Its alerts
+    go to the roster's lead, and its acknowledgement of them is refused."""
+    roster = tmp_path / "roster.yaml"
+    officers = {
+        "off-7": {"lead": "lead-1", "devices": ["dev-7"]},
+        "off-8": {"lead": "lead-1", "devices": ["dev-8"]},
+    }
+    roster.write_text(yaml.safe_dump({"cities": {CITY: {"officers": officers}}}))
+    settings = settings_for(
+        f"mqtt://citywatch:{ACCOUNTS['citywatch']}@127.0.0.1:{broker.port}",
+        "",
+        "citywatch",
+        tmp_path / "var",
+        patrols={"offline": {"after": "1s"}, "gps_lost": {"after": "1h"}},
+        devices={"roster_file": str(roster)},
+    )
+    # A watcher with the service's read rights; the handheld logs in as its officer.
+    watch = Client(broker.port, "citywatch", ACCOUNTS["citywatch"], "cw-" + uuid.uuid4().hex[:6])
+    hh = Client(broker.port, "off-7", ACCOUNTS["off-7"], "dev-7")
+    shift = f"citywatch/{CITY}/officers/off-7/shift"
+    letters = f"citywatch/{CITY}/deadletter"
+    try:
+        assert watch.ok() and hh.ok()
+        watch.subscribe("citywatch/#")
+        hh.subscribe(f"citywatch/{CITY}/alerts/off-7")
+        async with Service(settings, ["collector", "rules"]) as svc:
+            assert svc.source is not None and svc.push is not None and svc.alerting is not None
+            await svc.source.wait_connected(10)
+            await svc.push.wait_connected(10)
+            rule = svc.rules["patrols"]
+
+            def letter_reasons() -> list[str]:
+                return [d["reason"] for d in watch.docs(letters)]
+
+            hh.publish(shift, _start("dev-8", "off-7"))  # itself as lead, another's handheld
+            hh.publish(shift, _start("dev-8", "lead-1"))  # the right lead, another's handheld
+            await await_until(lambda: len(letter_reasons()) >= 2, what="two dead letters")
+            assert letter_reasons() == ["roster_mismatch", "roster_mismatch"]
+            first, second = watch.docs(letters)
+            assert first["detail"] == "lead off-7 is not off-7's lead in the roster (lead-1)"
+            assert second["topic"] == shift and "device dev-8" in second["detail"]
+            assert rule.state_of(CITY, "off-7") is None  # no shift began
+
+            # The shift as the roster has it: the offline alert goes to lead-1 alone.
+            hh.publish(shift, _start("dev-7", "lead-1"))
+            lead_alerts = f"citywatch/{CITY}/alerts/lead-1"
+            await await_until(lambda: bool(watch.docs(lead_alerts)), what="the push to the lead")
+            push = watch.docs(lead_alerts)[0]
+            assert (
+                push["rule"] == "device_offline" and push["details"]["labels"]["lead"] == "lead-1"
+            )
+            alert_id = push["alert_id"]
+            assert svc.alerting.by_id[alert_id].told == ["lead-1"]
+
+            # off-7 acknowledges it anyway: refused, it was not told.
+            hh.publish(f"citywatch/{CITY}/acks/off-7", {"alert_id": alert_id})
+            await await_until(lambda: len(letter_reasons()) >= 3, what="the refusal")
+            refusal = watch.docs(letters)[2]
+            assert refusal["reason"] == "ack_refused"
+            assert refusal["detail"] == (
+                f"off-7 was not told of alert {alert_id}, so cannot acknowledge it"
+            )
+            assert svc.alerting.by_id[alert_id].ack_by is None
+            assert watch.docs(f"citywatch/{CITY}/alerts/off-7") == []
+            assert hh.got == []
+    finally:
+        watch.close()
+        hh.close()
