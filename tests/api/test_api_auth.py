@@ -94,6 +94,15 @@ def test_roles_grow() -> None:
         ),
         ({"tiles_url": "https://tiles/x.png"}, "api.tiles_url"),
         ({"max_body": "1B"}, "api.max_body"),
+        ({"header_timeout": 0}, "api.header_timeout"),
+        ({"body_timeout": "2h"}, "api.body_timeout"),
+        ({"idle_timeout": "soon"}, "api.idle_timeout"),
+        ({"max_connections": 0}, "api.max_connections"),
+        ({"metrics_public": "yes"}, "api.metrics_public"),
+        ({"allowed_origins": ["*"]}, "api.allowed_origins[0]"),
+        ({"allowed_origins": ["https://ok.example", "null"]}, "api.allowed_origins[1]"),
+        ({"allowed_origins": ["https://console.example/app"]}, "api.allowed_origins[0]"),
+        ({"allowed_origins": ["ftp://console.example"]}, "api.allowed_origins[0]"),
     ],
 )
 def test_bad_api_config_names_the_key(raw: dict[str, object], key: str) -> None:
@@ -157,3 +166,32 @@ def test_track_spans_follow_the_officers_own_shifts() -> None:
         ("dev-1", 150, 200)
     ]
     assert _spans([], "dev-9", 0, 50) == [("dev-9", 0, 50)]
+
+
+def test_origins_compare_as_browsers_write_them() -> None:
+    from api.config import normal_origin
+
+    assert normal_origin("HTTPS://Console.Example.GOV.cn:443") == "https://console.example.gov.cn"
+    assert normal_origin("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
+    assert normal_origin("http://[::1]:8080") == "http://[::1]:8080"
+    for bad in ("null", "", "file://", "http://a@b", "http://x:99999", "http://x?y"):
+        assert normal_origin(bad) is None, bad
+
+
+async def test_metrics_are_public_by_default_only_without_tokens() -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import CollectorRegistry
+
+    from api.server import make_app
+
+    tokens = [{"name": "root", "token": "root-admin-1", "role": "admin"}]
+    assert cfg().metrics_open and not cfg(metrics_public=False).metrics_open
+    assert not cfg(tokens=tokens).metrics_open
+    assert cfg(tokens=tokens, metrics_public=True).metrics_open
+    for settings, status in (
+        (cfg(tokens=tokens), 401),
+        (cfg(tokens=tokens, metrics_public=True), 200),
+        (cfg(), 200),
+    ):
+        async with TestClient(TestServer(make_app(CollectorRegistry(), {}, settings))) as client:
+            assert (await client.get("/metrics")).status == status
