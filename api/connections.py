@@ -149,11 +149,6 @@ class ConnectionGuard:
         self._slow = _Episode()
         self._accept = _Episode()
 
-    @property
-    def open(self) -> int:
-        """Connections open (those being closed by the server not counted)."""
-        return len(self._conns)
-
     def connection(self, transport: asyncio.BaseTransport | None) -> _Watched | None:
         return None if transport is None else self._conns.get(transport)
 
@@ -198,6 +193,11 @@ class ConnectionGuard:
             return True
         return False
 
+    def accepted(self, now: float) -> None:
+        """Note a successful ``accept()``."""
+        if self._accept.active and len(self._conns) <= self._accept.level * 9 // 10:
+            self._accept_ended(now)
+
     def check_fd_limit(self) -> None:
         """Warn at start-up when the open-file limit is below what the cap needs."""
         try:
@@ -228,11 +228,18 @@ class ConnectionGuard:
         self._conns[c.transport] = c
         self.metrics.open.inc()
 
-    def _forget(self, c: _Watched) -> None:
+    def _drop(self, c: _Watched) -> bool:
+        """Stop counting ``c``; False if it was not counted (closed by the server before)."""
         self._waiting.pop(c, None)
         if c.transport is None or self._conns.pop(c.transport, None) is None:
-            return
+            return False
         self.metrics.open.dec()
+        return True
+
+    def _forget(self, c: _Watched) -> None:
+        """``c`` closed: the conditions measured by open connections may have ended."""
+        if not self._drop(c):
+            return  # evicted: its place went to a new connection, so nothing ended
         now = c.loop.time()
         n = len(self._conns)
         if self._full.active and n <= self.cfg.max_connections * 9 // 10:
@@ -255,11 +262,6 @@ class ConnectionGuard:
             t["failures"],
             t["evicted"],
         )
-
-    def accepted(self, now: float) -> None:
-        """Note a successful ``accept()``."""
-        if self._accept.active and len(self._conns) <= self._accept.level * 9 // 10:
-            self._accept_ended(now)
 
     def _waits(self, c: _Watched, waiting: bool) -> None:
         if waiting:
@@ -426,7 +428,7 @@ class _Watched(asyncio.Protocol):
         """Close now, dropping anything unsent (to free the file descriptor at once)."""
         self._cancel_timer()
         if self.transport is not None:
-            self.guard._forget(self)
+            self.guard._drop(self)
             self.transport.abort()
 
 
@@ -449,12 +451,16 @@ async def track_requests(request: web.Request, handler: Handler) -> web.StreamRe
 class GuardedSite(web.BaseSite):
     """Listens on ``host:port`` and serves ``runner``'s application through its guard."""
 
-    __slots__ = ("_guard", "_host", "_port", "_sockets", "_tasks")
+    __slots__ = ("_guard", "_handlers", "_host", "_listen_backlog", "_port", "_sockets", "_tasks")
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, backlog: int = 128) -> None:
         super().__init__(runner, backlog=backlog)
+        assert runner.server is not None  # BaseSite checked: the runner is set up
+        # aiohttp's protocol factory: one request handler (protocol) per connection.
+        self._handlers = runner.server
         self._host = host
         self._port = port
+        self._listen_backlog = backlog
         self._sockets: list[socket.socket] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._guard = runner.app[GUARD]
@@ -475,7 +481,7 @@ class GuardedSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        self._sockets = await _listen(loop, self._host, self._port, self._backlog)
+        self._sockets = await _listen(loop, self._host, self._port, self._listen_backlog)
         self._guard.check_fd_limit()
         for i, sock in enumerate(self._sockets):
             self._tasks.append(loop.create_task(self._serve(sock), name=f"http-accept-{i}"))
@@ -495,8 +501,7 @@ class GuardedSite(web.BaseSite):
     async def _serve(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         guard = self._guard
-        server = self._runner.server
-        assert server is not None
+        server = self._handlers
         delay = BACKOFF_MIN
         while True:
             try:
