@@ -195,3 +195,42 @@ async def test_metrics_are_public_by_default_only_without_tokens() -> None:
     ):
         async with TestClient(TestServer(make_app(CollectorRegistry(), {}, settings))) as client:
             assert (await client.get("/metrics")).status == status
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "allowed"),
+    [
+        ("GET", {"Origin": "http://evil.example"}, True),  # reading: the browser keeps it
+        ("POST", {}, True),  # not a browser: curl, a script
+        ("POST", {"Sec-Fetch-Site": "same-origin"}, True),
+        ("POST", {"Sec-Fetch-Site": "none"}, True),
+        ("POST", {"Sec-Fetch-Site": "same-site"}, False),  # another port of this host
+        ("POST", {"Sec-Fetch-Site": "cross-site"}, False),
+        ("POST", {"Origin": "http://citywatch.example:8080"}, True),
+        ("DELETE", {"Origin": "HTTP://CityWatch.example:8080"}, True),
+        ("POST", {"Origin": "https://citywatch.example:8080"}, True),  # TLS ended by a proxy
+        ("POST", {"Origin": "http://citywatch.example:8081"}, False),
+        ("POST", {"Origin": "http://citywatch.example"}, False),
+        ("PUT", {"Origin": "null"}, False),
+        ("PATCH", {"Origin": "http://evil.example"}, False),
+        ("POST", {"Origin": "https://friend.example"}, True),
+        ("POST", {"Origin": "https://friend.example:443", "Sec-Fetch-Site": "cross-site"}, True),
+        ("GET", {"Upgrade": "websocket", "Origin": "http://evil.example"}, False),
+        ("GET", {"Upgrade": "websocket", "Sec-Fetch-Site": "cross-site"}, False),
+        ("GET", {"Upgrade": "websocket", "Origin": "http://citywatch.example:8080"}, True),
+        ("GET", {"Upgrade": "websocket"}, True),
+    ],
+)
+def test_other_sites_pages_may_not_act(method: str, headers: dict[str, str], allowed: bool) -> None:
+    from api.auth import OriginPolicy
+
+    policy = OriginPolicy(cfg(allowed_origins=["https://friend.example"]))
+    req = make_mocked_request(
+        method, "/api/v1/alerts/1/ack", headers={"Host": "citywatch.example:8080", **headers}
+    )
+    if allowed:
+        policy.check(req)
+        return
+    with pytest.raises(ApiError) as info:
+        policy.check(req)
+    assert info.value.status == 403 and "refused" in info.value.message
