@@ -179,8 +179,8 @@ class ConnectionGuard:
         self.metrics.accept_errors.inc()
         started = self._accept.begin(
             now,
-            "accept() fails (%s) with %d connections open: closing connections that wait for "
-            "a request and retrying with back-off",
+            "accept() fails (%s) with %d connections open: retrying with back-off, and closing "
+            "connections that wait for a request while out of files",
             exc,
             len(self._conns),
         )
@@ -517,14 +517,19 @@ class GuardedSite(web.BaseSite):
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
             delay = BACKOFF_MIN
-            guard.accepted(loop.time())
-            if not guard.admit(loop.time()):
-                _refuse(conn)
-                continue
             try:
+                guard.accepted(loop.time())
+                if not guard.admit(loop.time()):
+                    _refuse(conn)
+                    continue
                 await loop.connect_accepted_socket(lambda: guard.protocol(server()), conn)
             except OSError:
                 conn.close()  # reset before it was set up: nothing to serve
+            except Exception as exc:
+                # Never let the loop die: the server would stop taking connections, silently.
+                conn.close()
+                guard.accept_failed(loop.time(), exc)
+                await asyncio.sleep(delay)
 
 
 def _refuse(conn: socket.socket) -> None:
