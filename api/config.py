@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from citywatch.config import ConfigError, size, split_host_port
+from citywatch.config import ConfigError, duration, size, split_host_port
 
 ROLES = ("viewer", "supervisor", "admin")
 _CITY = re.compile(r"[0-9]{6}").fullmatch
@@ -65,13 +65,23 @@ class ApiConfig:
 
     addr: str = "127.0.0.1:8080"
     tokens: tuple[TokenConfig, ...] = ()
-    metrics_public: bool = True
+    metrics_public: bool | None = None
+    """Unset: public without tokens (local-only), an admin token's with them."""
+    allowed_origins: tuple[str, ...] = ()
+    """Web origins besides the console's own that may act and stream from a browser."""
     tiles_url: str | None = None
     max_body: int = size(64 * 1024)
     rate_limit: float = 50.0
     rate_burst: int = 200
     page_max: int = 1000
     stream_backlog: int = 10_000
+    header_timeout: float = duration(10.0)
+    """The request line and headers must all arrive within this."""
+    body_timeout: float = duration(30.0)
+    """A declared body must all arrive within this of its headers."""
+    idle_timeout: float = duration(75.0)
+    """A kept-alive connection with no request is closed after this."""
+    max_connections: int = 512
 
     def validate(self, prefix: str) -> None:
         p = f"{prefix}." if prefix else ""
@@ -98,7 +108,56 @@ class ApiConfig:
             raise ConfigError(f"{p}page_max", "must be between 1000 and 100000")
         if not 100 <= self.stream_backlog <= 1_000_000:
             raise ConfigError(f"{p}stream_backlog", "must be between 100 and 1000000")
+        for name, most in (("header_timeout", 600), ("body_timeout", 3600), ("idle_timeout", 3600)):
+            if not 0 < getattr(self, name) <= most:
+                raise ConfigError(f"{p}{name}", f"must be more than 0s and at most {most}s")
+        if not 1 <= self.max_connections <= 1_000_000:
+            raise ConfigError(f"{p}max_connections", "must be between 1 and 1000000")
+        for i, origin in enumerate(self.allowed_origins):
+            if normal_origin(origin) is None:
+                raise ConfigError(
+                    f"{p}allowed_origins[{i}]",
+                    f"must be scheme://host[:port] with http or https and nothing after, "
+                    f"got {origin!r}",
+                )
 
     @property
     def host_port(self) -> tuple[str, int]:
         return split_host_port(self.addr, "api.addr", 8080)
+
+    @property
+    def metrics_open(self) -> bool:
+        """Whether ``/metrics`` needs no token: as set, else only when there are no tokens."""
+        return not self.tokens if self.metrics_public is None else self.metrics_public
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """``allowed_origins``, normalised like :func:`normal_origin`."""
+        return frozenset(o for o in map(normal_origin, self.allowed_origins) if o is not None)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normal_origin(value: str) -> str | None:
+    """``scheme://host[:port]`` in lower case without a default port; None if not an origin.
+
+    Browsers send the ``Origin`` header in this form; ``null`` (sandboxed frames, files)
+    and anything with a path, query, fragment or user is not an origin to compare.
+    """
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in _DEFAULT_PORTS or not host or parts.username is not None:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "*" in host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"

@@ -51,6 +51,16 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             if k.lower() not in ("content-type", "content-length")
         }
         return error_response(exc.status, message, keep)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and _client_gone(request):
+            # The client went, or was cut off (api.body_timeout) while its body was read:
+            # nobody reads an answer, and a line for each such client would flood the log.
+            log.debug("%s %s: the connection closed", request.method, request.path)
+            return error_response(400, "the connection closed before the request was read")
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, "internal error (logged)")
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.auth import UNSAFE_METHODS
 from api.params import TEXT_PATTERN, UNSHOWABLE
 from api.routes import INSTANT, ROUTES, Route
 
@@ -241,11 +242,22 @@ def _operation(r: Route) -> dict[str, Any]:
         "security": [{"bearer": []}],
     }
     if r.body is not None:
+        # Required, as JSON: a browser sends JSON to another site only after asking it
+        # (a CORS preflight this server never grants), unlike a form or text.
         op["requestBody"] = {
-            "required": r.body == "NewSilence",
+            "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.body}"}}},
         }
+    if r.method in UNSAFE_METHODS or r.path == "/api/v1/stream":
+        op["description"] += " " + _BROWSERS
     return op
+
+
+_BROWSERS = (
+    "From a browser, only the console's own origin and `api.allowed_origins` may call it: "
+    "an `Origin` header naming another site, `Origin: null`, or `Sec-Fetch-Site: cross-site` "
+    "without an `Origin` gets 403."
+)
 
 
 def document(version: str) -> dict[str, Any]:
@@ -259,7 +271,8 @@ def document(version: str) -> dict[str, Any]:
             "title": "citywatch API",
             "version": version,
             "description": "Live state of handhelds, officers, cases and alerts; acknowledgements "
-            "and silences; a resumable stream. Errors are JSON: "
+            "and silences; a resumable stream. Without api.tokens, only requests from this "
+            "machine are served, and none through a proxy. Errors are JSON: "
             '{"error": {"status": 400, "message": "..."}}.',
         },
         "servers": [{"url": "/"}],

@@ -149,9 +149,9 @@ def respond(doc: Any, status: int = 200) -> web.Response:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object; 415/400 when it is not one."""
+    """The request's JSON object; 415/400 when it is not one (a missing body included)."""
     if request.content_type != "application/json":
-        raise ApiError(415, "the body must be JSON (Content-Type: application/json)")
+        raise ApiError(415, "a JSON body is required (Content-Type: application/json)")
     try:
         raw = await request.read()
         doc = orjson.loads(raw)  # depth-limited, unlike json.loads (RecursionError)

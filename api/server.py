@@ -1,11 +1,16 @@
 """The aiohttp application: health, readiness, metrics, the ``/api/v1`` routes and the console.
 
 ``/healthz`` is always open. ``/readyz`` too (it names parts, never data).
-``/metrics`` is open unless ``api.metrics_public`` is false (then: an admin
-token). Everything under ``/api/v1`` needs a token (or, with no tokens
-configured, a request from this machine), is rate limited per token, and
-answers errors as JSON. The console's page and assets are static and public;
-the page asks for a token and calls the API with it.
+``/metrics`` needs an admin token when tokens are configured, unless
+``api.metrics_public`` says otherwise. Everything under ``/api/v1`` needs a token
+(or, with no tokens configured, a request from this machine), is rate limited per
+token, and answers errors as JSON. Requests that act (POST, PUT, PATCH, DELETE)
+and WebSocket handshakes from a browser must come from the console's own origin or
+one of ``api.allowed_origins`` (:class:`api.auth.OriginPolicy`). The console's page
+and assets are static and public; the page asks for a token and calls the API with it.
+
+Connections are served through :mod:`api.connections` (deadlines for slow clients,
+a cap): start the application with :class:`api.connections.GuardedSite`.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from alerting.service import Alerting
 from api import openapi
-from api.auth import PRINCIPAL_KEY, Authenticator, Handler, RateLimiter
+from api.auth import PRINCIPAL_KEY, Authenticator, Handler, OriginPolicy, RateLimiter
 from api.config import ApiConfig
+from api.connections import GUARD, ConnectionGuard, ConnectionMetrics, track_requests
 from api.errors import ApiError, error_response, json_errors
 from api.live import DeviceBoard
 from api.routes import ROUTES
@@ -37,6 +43,7 @@ ReadyCheck = Callable[[], tuple[bool, str]]
 
 CHECKS_KEY = web.AppKey("checks", dict[str, ReadyCheck])
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+ORIGINS_KEY = web.AppKey("origins", OriginPolicy)
 VERSION = "1.0"
 
 
@@ -82,7 +89,14 @@ async def openapi_json(request: web.Request) -> web.Response:
 def _guarded(path: str, app: web.Application) -> bool:
     if path.startswith("/api/v1/") and path != "/api/v1/openapi.json":
         return True
-    return path == "/metrics" and not app[CONFIG].metrics_public
+    return path == "/metrics" and not app[CONFIG].metrics_open
+
+
+@web.middleware
+async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse acting and streaming for other web pages, before anything else is done."""
+    request.app[ORIGINS_KEY].check(request)
+    return await handler(request)
 
 
 @web.middleware
@@ -127,7 +141,12 @@ def make_app(
     """Build the application around the registry, readiness checks and the parts it reads."""
     cfg = cfg or ApiConfig()
     parts = parts or ApiParts()
-    app = web.Application(client_max_size=cfg.max_body, middlewares=[json_errors, auth_and_limits])
+    app = web.Application(
+        client_max_size=cfg.max_body,
+        middlewares=[track_requests, json_errors, same_origin, auth_and_limits],
+    )
+    app[GUARD] = ConnectionGuard(cfg, ConnectionMetrics(registry))
+    app[ORIGINS_KEY] = OriginPolicy(cfg)
     app[REGISTRY_KEY] = registry
     app[CHECKS_KEY] = checks
     app[CONFIG] = cfg

@@ -26,6 +26,7 @@ from alerting.metrics import AlertingMetrics
 from alerting.model import Alert
 from alerting.notifiers.mqtt import MqttPush
 from alerting.service import Alerting
+from api.connections import GuardedSite
 from api.live import DeviceBoard
 from api.server import ApiParts, ReadyCheck, make_app
 from api.stream import Hub, StreamMetrics
@@ -271,11 +272,10 @@ class Service:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, host, port)
+        # Not aiohttp's TCPSite: this one times out slow clients and caps connections.
+        site = GuardedSite(runner, host, port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else port
+        self.http_port = site.port
         log.info("HTTP on %s:%s (console /, API /api/v1, /metrics)", host, self.http_port)
         self._stack.callback(self.hub.close)
 

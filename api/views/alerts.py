@@ -123,12 +123,16 @@ async def get_alert(request: web.Request) -> web.Response:
 
 
 async def ack_alert(request: web.Request) -> web.Response:
-    """Acknowledge: ``{"by": "...", "note": "..."}``; ``by`` defaults to the token's name."""
+    """Acknowledge: ``{"by": "...", "note": "..."}``; ``by`` defaults to the token's name.
+
+    The JSON body is required (``{}`` at least): a form or text a page of another site
+    can post without asking the browser first is never taken for one.
+    """
     p = principal(request)
     p.require("supervisor")
     alerting = _alerting(request)
     alert_id = _alert_id(request)
-    body = await params.json_body(request) if request.can_read_body else {}
+    body = await params.json_body(request)
     by = params.field(body, "by", str)
     by = p.name if by is None else by
     note = params.field(body, "note", str)

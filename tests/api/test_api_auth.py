@@ -94,6 +94,15 @@ def test_roles_grow() -> None:
         ),
         ({"tiles_url": "https://tiles/x.png"}, "api.tiles_url"),
         ({"max_body": "1B"}, "api.max_body"),
+        ({"header_timeout": 0}, "api.header_timeout"),
+        ({"body_timeout": "2h"}, "api.body_timeout"),
+        ({"idle_timeout": "soon"}, "api.idle_timeout"),
+        ({"max_connections": 0}, "api.max_connections"),
+        ({"metrics_public": "yes"}, "api.metrics_public"),
+        ({"allowed_origins": ["*"]}, "api.allowed_origins[0]"),
+        ({"allowed_origins": ["https://ok.example", "null"]}, "api.allowed_origins[1]"),
+        ({"allowed_origins": ["https://console.example/app"]}, "api.allowed_origins[0]"),
+        ({"allowed_origins": ["ftp://console.example"]}, "api.allowed_origins[0]"),
     ],
 )
 def test_bad_api_config_names_the_key(raw: dict[str, object], key: str) -> None:
@@ -157,3 +166,71 @@ def test_track_spans_follow_the_officers_own_shifts() -> None:
         ("dev-1", 150, 200)
     ]
     assert _spans([], "dev-9", 0, 50) == [("dev-9", 0, 50)]
+
+
+def test_origins_compare_as_browsers_write_them() -> None:
+    from api.config import normal_origin
+
+    assert normal_origin("HTTPS://Console.Example.GOV.cn:443") == "https://console.example.gov.cn"
+    assert normal_origin("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
+    assert normal_origin("http://[::1]:8080") == "http://[::1]:8080"
+    for bad in ("null", "", "file://", "http://a@b", "http://x:99999", "http://x?y"):
+        assert normal_origin(bad) is None, bad
+
+
+async def test_metrics_are_public_by_default_only_without_tokens() -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import CollectorRegistry
+
+    from api.server import make_app
+
+    tokens = [{"name": "root", "token": "root-admin-1", "role": "admin"}]
+    assert cfg().metrics_open and not cfg(metrics_public=False).metrics_open
+    assert not cfg(tokens=tokens).metrics_open
+    assert cfg(tokens=tokens, metrics_public=True).metrics_open
+    for settings, status in (
+        (cfg(tokens=tokens), 401),
+        (cfg(tokens=tokens, metrics_public=True), 200),
+        (cfg(), 200),
+    ):
+        async with TestClient(TestServer(make_app(CollectorRegistry(), {}, settings))) as client:
+            assert (await client.get("/metrics")).status == status
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "allowed"),
+    [
+        ("GET", {"Origin": "http://evil.example"}, True),  # reading: the browser keeps it
+        ("POST", {}, True),  # not a browser: curl, a script
+        ("POST", {"Sec-Fetch-Site": "same-origin"}, True),
+        ("POST", {"Sec-Fetch-Site": "none"}, True),
+        ("POST", {"Sec-Fetch-Site": "same-site"}, False),  # another port of this host
+        ("POST", {"Sec-Fetch-Site": "cross-site"}, False),
+        ("POST", {"Origin": "http://citywatch.example:8080"}, True),
+        ("DELETE", {"Origin": "HTTP://CityWatch.example:8080"}, True),
+        ("POST", {"Origin": "https://citywatch.example:8080"}, True),  # TLS ended by a proxy
+        ("POST", {"Origin": "http://citywatch.example:8081"}, False),
+        ("POST", {"Origin": "http://citywatch.example"}, False),
+        ("PUT", {"Origin": "null"}, False),
+        ("PATCH", {"Origin": "http://evil.example"}, False),
+        ("POST", {"Origin": "https://friend.example"}, True),
+        ("POST", {"Origin": "https://friend.example:443", "Sec-Fetch-Site": "cross-site"}, True),
+        ("GET", {"Upgrade": "websocket", "Origin": "http://evil.example"}, False),
+        ("GET", {"Upgrade": "websocket", "Sec-Fetch-Site": "cross-site"}, False),
+        ("GET", {"Upgrade": "websocket", "Origin": "http://citywatch.example:8080"}, True),
+        ("GET", {"Upgrade": "websocket"}, True),
+    ],
+)
+def test_other_sites_pages_may_not_act(method: str, headers: dict[str, str], allowed: bool) -> None:
+    from api.auth import OriginPolicy
+
+    policy = OriginPolicy(cfg(allowed_origins=["https://friend.example"]))
+    req = make_mocked_request(
+        method, "/api/v1/alerts/1/ack", headers={"Host": "citywatch.example:8080", **headers}
+    )
+    if allowed:
+        policy.check(req)
+        return
+    with pytest.raises(ApiError) as info:
+        policy.check(req)
+    assert info.value.status == 403 and "refused" in info.value.message

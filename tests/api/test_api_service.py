@@ -190,7 +190,9 @@ async def test_tokens_roles_and_scopes(running: tuple[Service, Api], mosquitto: 
     assert [a["officer"] for a in doc["items"]] == ["off-7"]
     status, _ = await api.call("GET", f"/api/v1/alerts/{ids['off-8']}", token="lead7-secret")
     assert status == 404
-    status, _ = await api.call("POST", f"/api/v1/alerts/{ids['off-8']}/ack", token="lead7-secret")
+    status, _ = await api.call(
+        "POST", f"/api/v1/alerts/{ids['off-8']}/ack", token="lead7-secret", json={}
+    )
     assert status == 404
     assert svc.alerting is not None and svc.alerting.by_id[ids["off-8"]].status == "firing"
     status, doc = await api.call("GET", "/api/v1/officers", token="lead8-secret")
@@ -232,9 +234,13 @@ async def test_tokens_roles_and_scopes(running: tuple[Service, Api], mosquitto: 
     # KPIs are per city and unit: a grid-scoped token cannot read them.
     status, doc = await api.call("GET", "/api/v1/kpis", token="lead7-secret")
     assert status == 403 and "grids" in doc["error"]["message"]
-    # /metrics is public by default; /healthz always.
+    # With tokens, /metrics needs an admin's by default (api.metrics_public unset); /healthz
+    # is always open.
     async with api.session.get(api.base + "/metrics") as r:
-        assert r.status == 200
+        assert r.status == 401
+    assert (await api.call("GET", "/metrics", token="wall-viewer"))[0] == 403
+    async with api.session.get(api.base + "/metrics", headers=auth("root-admin-1")) as r:
+        assert r.status == 200 and b"citywatch_http_connections" in await r.read()
     async with api.session.get(api.base + "/healthz") as r:
         assert r.status == 200
 

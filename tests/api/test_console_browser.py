@@ -328,4 +328,13 @@ async def test_without_tokens_locally_no_sign_in_and_tiles_fall_back_to_vector(
         await expect(other.locator("#map-note")).to_contain_text("底图加载失败")
         await expect(other.locator("path.cell")).to_have_count(len(run.grids.codes))
         await expect(other.locator("image.tile")).to_have_count(0)
+        # The console's own requests pass the checks against other sites' pages: its
+        # stream connects, and an acknowledgement (a same-origin JSON POST) goes through.
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
+        async with handhelds(mosquitto.port, run.grids):
+            card = page.locator('li.alert[data-rule="device_offline"]')
+            await expect(card).to_have_attribute("data-status", "firing")
+            await card.get_by_role("button", name="确认").click()
+            await expect(card).to_have_attribute("data-status", "acknowledged")
+            await expect(card.locator(".acked")).to_contain_text("local")
         await ctx.close()
