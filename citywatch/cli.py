@@ -77,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.critical("stopping: %s", exc)
             return EXIT_FAILED
         except StoreUnusable as exc:
-            # Found while starting: nothing has run yet, so start again once it is set aside.
+            # Raised while the stores load, before the collector takes any input: start
+            # again once the store is set aside.
             if not args.reset_state or exc.path in reset:
                 raise
             reset.add(exc.path)

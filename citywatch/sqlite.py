@@ -126,6 +126,8 @@ def open_store(path: Path, schema: str) -> Opened:
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
             epoch, created = _prepare(db, path, schema, known)
+            if entry is None or entry.get("epoch") != epoch or entry.get("reset"):
+                _record(folder, stores, path, entry, epoch, created)
         except sqlite3.Error as exc:
             db.close()
             if is_damage(exc):
@@ -134,23 +136,32 @@ def open_store(path: Path, schema: str) -> Opened:
         except BaseException:
             db.close()
             raise
-        if entry is None or entry.get("epoch") != epoch or entry.get("reset"):
-            if known:
-                log.warning(
-                    "state store %s is not the one last used here (epoch %s, expected %s):"
-                    " using it",
-                    path,
-                    epoch,
-                    entry.get("epoch") if entry else None,
-                )
-            elif not created:
-                log.info("state store %s recorded in %s (epoch %s)", path, MANIFEST, epoch)
-            new: dict[str, Any] = {"epoch": epoch}
-            if entry is not None and entry.get("reset"):
-                new["replaced"] = entry.get("epoch")
-            stores[path.name] = new
-            _write_manifest(folder, stores)
     return Opened(db, epoch, created, created and entry is not None)
+
+
+def _record(
+    folder: Path,
+    stores: dict[str, dict[str, Any]],
+    path: Path,
+    entry: dict[str, Any] | None,
+    epoch: str,
+    created: bool,
+) -> None:
+    """Record the store's epoch in the manifest (it is new, reset, adopted or another one)."""
+    if entry is not None and not entry.get("reset"):
+        log.warning(
+            "state store %s is not the one last used here (epoch %s, expected %s): using it",
+            path,
+            epoch,
+            entry.get("epoch"),
+        )
+    elif not created:
+        log.info("state store %s recorded in %s (epoch %s)", path, MANIFEST, epoch)
+    new: dict[str, Any] = {"epoch": epoch}
+    if created and entry is not None:
+        new["replaced"] = entry.get("epoch")  # moved aside by --reset-state
+    stores[path.name] = new
+    _write_manifest(folder, stores)
 
 
 def _prepare(db: sqlite3.Connection, path: Path, schema: str, known: bool) -> tuple[str, bool]:

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import pytest
 
+from citywatch.sqlite import read_manifest
 from tests.helpers import Listener, Publisher, wait_until
 from tests.services import Influx, Mosquitto, free_port
 
@@ -170,9 +171,15 @@ def test_an_emptied_store_stops_the_start_until_reset(
         f"citywatch: state store {store} is empty (0 bytes): restore it from a backup, or start"
         " with `citywatch run --reset-state` to move it aside and begin afresh"
     )
+    before = read_manifest(cli.data)
     svc = cli.start("--reset-state")
     try:
         assert [p.stat().st_size for p in cli.data.glob(f"{name}.reset-{STAMP}")] == [0]
+        after = read_manifest(cli.data)
+        assert {n: after[n] for n in STORES if n != name} == {
+            n: before[n] for n in STORES if n != name
+        }, "the other stores are kept"
+        assert after[name]["replaced"] == before[name]["epoch"] != after[name]["epoch"]
         assert "moved aside" in svc.log.read_text()
         # Another officer of the same lead: with the numbers started again, the same push id.
         push = offline_push(mosquitto, "off-2", "lead-1")

@@ -6,6 +6,7 @@ patrols and alerts. The command line around them is in test_state_recovery.py.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -127,6 +128,17 @@ def test_a_store_from_before_the_manifest_is_adopted(tmp_path: Path) -> None:
     assert "epoch" in read_manifest(tmp_path)["cases.sqlite"]
     path.write_bytes(b"")
     refused(path)
+
+
+def test_another_store_put_in_place_is_used_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    made(tmp_path / "here", "cases.sqlite")
+    other = made(tmp_path / "there", "cases.sqlite")
+    shutil.copy(other, tmp_path / "here" / "cases.sqlite")
+    CaseStore(tmp_path / "here" / "cases.sqlite").db.close()
+    assert read_manifest(tmp_path / "here") == read_manifest(tmp_path / "there")
+    assert "is not the one last used here" in caplog.text
 
 
 def test_an_unreadable_manifest_is_refused_and_reset(tmp_path: Path) -> None:
