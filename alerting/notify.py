@@ -1,7 +1,9 @@
 """What each tell becomes: one notification per receiver, one delivery per channel.
 
 Pure functions of the alert, the tell and the receivers' channels; the
-delivery's key is the notification's idempotency key plus the channel.
+delivery's key is the notification's idempotency key plus the channel. The
+notification's id is ``{epoch}-{alert id}-{occurrence}-{kind}{n}-{receiver}``:
+the alert store's epoch keeps it unique across a store started afresh.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ GRAFANA = "grafana"
 STATUS_OF = {"resolve": RESOLVED, "ack": ACKNOWLEDGED}
 
 
-def notification(a: Alert, t: Tell, receiver: str, status: str, now: float) -> Notification:
-    """The notification of tell ``t`` for ``receiver``."""
+def notification(
+    a: Alert, t: Tell, receiver: str, status: str, now: float, epoch: str
+) -> Notification:
+    """The notification of tell ``t`` for ``receiver``; ``epoch``: the alert store's."""
     labels = a.labels
     details: dict[str, Any] = {
         "kind": t.kind,
@@ -36,7 +40,7 @@ def notification(a: Alert, t: Tell, receiver: str, status: str, now: float) -> N
     if t.kind == "remind":
         details["reminder"] = t.n
     return Notification(
-        id=t.key(a, receiver),
+        id=f"{epoch}-{t.key(a, receiver)}",
         fingerprint=a.fingerprint,
         rule=a.rule,
         severity=t.severity,
@@ -59,25 +63,29 @@ def notification(a: Alert, t: Tell, receiver: str, status: str, now: float) -> N
 
 
 def deliveries(
-    a: Alert, tells: Sequence[Tell], now: float, channels_for: Callable[[str], list[str]]
+    a: Alert,
+    tells: Sequence[Tell],
+    now: float,
+    channels_for: Callable[[str], list[str]],
+    epoch: str,
 ) -> list[Delivery]:
     """One delivery per receiver of each tell and channel of the receiver."""
     out: list[Delivery] = []
     for t in tells:
         status = STATUS_OF.get(t.kind, FIRING)
         for r in t.receivers:
-            n = notification(a, t, r, status, now)
+            n = notification(a, t, r, status, now, epoch)
             payload = orjson.dumps(n.to_json())
             for channel in channels_for(r):
                 out.append(Delivery(f"{n.id}|{channel}", a.id, r, channel, payload, now, now))
     return out
 
 
-def grafana_delivery(a: Alert, change: str, now: float) -> Delivery:
+def grafana_delivery(a: Alert, change: str, now: float, epoch: str) -> Delivery:
     """The annotation of an opened (a point) or resolved (a region) alert."""
     status = RESOLVED if change == "resolved" else FIRING
     tell = Tell("resolve" if status == RESOLVED else "fire", (GRAFANA,), a.severity, 0)
-    n = notification(a, tell, GRAFANA, status, now)
+    n = notification(a, tell, GRAFANA, status, now, epoch)
     return Delivery(
         f"{n.id}|{GRAFANA}", a.id, GRAFANA, GRAFANA, orjson.dumps(n.to_json()), now, now
     )

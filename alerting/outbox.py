@@ -58,7 +58,7 @@ def channel_label(channel: str) -> str:
 
 
 def is_first(key: str) -> bool:
-    """Whether a delivery is an alert's first notification (``<id>-1-fire0-<receiver>``)."""
+    """Whether a delivery is an alert's first notification (``<epoch>-<id>-1-fire0-<receiver>``)."""
     return "-1-fire0-" in key
 
 

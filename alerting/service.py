@@ -99,11 +99,21 @@ class Alerting:
 
     async def __aenter__(self) -> Alerting:
         now = self.clock.now()
-        self._store = await self._run_io(AlertStore, self.store_path)
-        store = self._store
-        current = await self._run_io(lambda: list(store.load_current(now - self.cfg.reopen_window)))
-        self._next_id = await self._run_io(store.max_id) + 1
-        for s in await self._run_io(store.load_silences, now):
+        try:
+            self._store = await self._run_io(AlertStore, self.store_path, now)
+            store = self._store
+            current = await self._run_io(store.load_current, now - self.cfg.reopen_window)
+            self._next_id = await self._run_io(store.max_id) + 1
+            silences = await self._run_io(store.load_silences, now)
+            pending = await self._run_io(store.pending)
+        except BaseException:
+            # Not entered, so never exited: close the store here (it may be moved aside next).
+            if self._store is not None:
+                await self._run_io(self._store.close)
+                self._store = None
+            self._io.shutdown(wait=False)
+            raise
+        for s in silences:
             self.silences[s.id] = s
             self._time_silence(s)
         for a in current:
@@ -111,7 +121,6 @@ class Alerting:
             if a.status == FIRING:
                 # At once: an escalation or reminder that fell due while down is due now.
                 self.timers.set(("alert", a.id), now)
-        pending = await self._run_io(lambda: list(store.pending()))
         self._outbox = Outbox(
             self.cfg.delivery,
             self.channels.notifier,
@@ -217,7 +226,10 @@ class Alerting:
         c = Change(alert, change, now, detail, self._deliveries(alert, tells, now))
         changes.append(c)
         if change in ("opened", "resolved") and self.channels.grafana:
-            c.deliveries = [*c.deliveries, notify.grafana_delivery(alert, change, now)]
+            c.deliveries = [
+                *c.deliveries,
+                notify.grafana_delivery(alert, change, now, self.store.epoch),
+            ]
         final[alert.id] = self._advance(alert, now, changes)
         self.alerts[fp] = final[alert.id][0]
 
@@ -386,7 +398,7 @@ class Alerting:
             else replace(t, severity=routing.severity(route, a.step, a))
             for t in tells
         ]
-        return notify.deliveries(a, tells, now, self.channels.channels_for)
+        return notify.deliveries(a, tells, now, self.channels.channels_for, self.store.epoch)
 
     # -- storage ----------------------------------------------------------------
 

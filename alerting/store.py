@@ -4,11 +4,15 @@ One SQLite file in the data directory. A change to an alert and the
 notifications it causes are committed in one transaction, so a crash either
 loses both (the rule raises the condition again after a restart) or keeps both
 (the outbox delivers after the restart). Use a store from one thread at a time.
+
+Numbers and notification ids are never used twice, also across a store moved aside
+by ``--reset-state``: notification ids begin with the store's epoch, and a store
+created in place of another numbers its alerts from :func:`id_floor` on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ import orjson
 
 from alerting.model import Alert
 from alerting.silences import Silence
-from citywatch.sqlite import open_db
+from citywatch.sqlite import DECODE_ERRORS, bad_row, get_info, open_store, rows, set_info
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -84,11 +88,32 @@ class Change:
     deliveries: Sequence[Delivery] = ()
 
 
+def id_floor(now: float) -> int:
+    """The number after which a store replacing another numbers its alerts.
+
+    100 per second since 1970: above the alerts of any store created earlier unless
+    that one raised 100 alerts a second over its life, and below 10**12, the largest
+    number the API takes, until the year 2286.
+    """
+    return int(now) * 100
+
+
 class AlertStore:
     """Alerts, history, silences and the outbox in SQLite."""
 
-    def __init__(self, path: Path) -> None:
-        self.db = open_db(path, SCHEMA)
+    def __init__(self, path: Path, now: float) -> None:
+        """Open the store at ``path``; raises :class:`~citywatch.sqlite.StoreUnusable`.
+
+        ``now``: the time, should the store be new in place of one moved aside.
+        """
+        self.path = path
+        opened = open_store(path, SCHEMA)
+        self.db = opened.db
+        self.epoch = opened.epoch
+        """Begins every notification id (:func:`alerting.notify.notification`)."""
+        if opened.replaces:
+            set_info(self.db, "id_floor", str(id_floor(now)))
+        self._floor = int(get_info(self.db, "id_floor") or 0)
 
     def close(self) -> None:
         self.db.close()
@@ -142,16 +167,28 @@ class AlertStore:
         return added
 
     def max_id(self) -> int:
+        """The highest alert number used (the store's floor when it has none above)."""
         row = self.db.execute("SELECT MAX(id) FROM alerts").fetchone()
-        return int(row[0] or 0)
+        return max(int(row[0] or 0), self._floor)
 
-    def load_current(self, resolved_since: float) -> Iterator[Alert]:
-        """Open alerts, and alerts resolved since ``resolved_since`` (they may reopen)."""
-        for (blob,) in self.db.execute(
-            "SELECT doc FROM alerts WHERE status != 'resolved' OR updated_at >= ? ORDER BY id",
+    def load_current(self, resolved_since: float) -> list[Alert]:
+        """Open alerts, and alerts resolved since ``resolved_since`` (they may reopen).
+
+        Raises :class:`~citywatch.sqlite.StoreUnusable` for a row that cannot be decoded.
+        """
+        out = []
+        for alert_id, blob in self._read(
+            "SELECT id, doc FROM alerts WHERE status != 'resolved' OR updated_at >= ? ORDER BY id",
             (resolved_since,),
         ):
-            yield Alert.from_json(blob)
+            try:
+                out.append(Alert.from_json(blob))
+            except DECODE_ERRORS as exc:
+                raise bad_row(self.path, f"alert {alert_id}", exc) from None
+        return out
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        return list(rows(self.db, self.path, sql, args))
 
     def get(self, alert_id: int) -> Alert | None:
         row = self.db.execute("SELECT doc FROM alerts WHERE id = ?", (alert_id,)).fetchone()
@@ -190,21 +227,28 @@ class AlertStore:
             self.db.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
 
     def load_silences(self, ended_since: float) -> list[Silence]:
-        return [
-            Silence.from_json(orjson.loads(doc))
-            for (doc,) in self.db.execute(
-                "SELECT doc FROM silences WHERE ends_at >= ?", (ended_since,)
-            )
-        ]
+        """Silences not ended before ``ended_since``; StoreUnusable for a bad one."""
+        out = []
+        for silence_id, doc in self._read(
+            "SELECT id, doc FROM silences WHERE ends_at >= ?", (ended_since,)
+        ):
+            try:
+                out.append(Silence.from_json(orjson.loads(doc)))
+            except DECODE_ERRORS as exc:
+                raise bad_row(self.path, f"silence {silence_id}", exc) from None
+        return out
 
     # -- the outbox -------------------------------------------------------------
 
-    def pending(self) -> Iterator[Delivery]:
-        for row in self.db.execute(
-            "SELECT key, alert_id, receiver, channel, payload, created_at, due_at, attempts,"
-            " last_error FROM outbox WHERE state = 'pending' ORDER BY created_at"
-        ):
-            yield Delivery(*row)
+    def pending(self) -> list[Delivery]:
+        """Deliveries waiting in the outbox, oldest first (a bad payload fails alone when sent)."""
+        return [
+            Delivery(*row)
+            for row in self._read(
+                "SELECT key, alert_id, receiver, channel, payload, created_at, due_at, attempts,"
+                " last_error FROM outbox WHERE state = 'pending' ORDER BY created_at"
+            )
+        ]
 
     def delivered(self, keys: Iterable[str], at: float) -> None:
         with self.db:

@@ -1,4 +1,9 @@
-"""The ``citywatch`` command: ``run``, ``demo``, ``simulate``, ``check-config``."""
+"""The ``citywatch`` command: ``run``, ``demo``, ``simulate``, ``check-config``.
+
+Exit codes: 0 stopped, 1 a component failed, 2 configuration error, 3 a state
+store is unusable (missing, emptied or damaged; see ``run --reset-state``),
+130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,16 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from citywatch import __version__
 from citywatch.config import ConfigError
+from citywatch.sqlite import StoreUnusable
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_STATE = 3
+EXIT_INTERRUPTED = 130
 
 
 def _setup_logging(level: str) -> None:
@@ -31,7 +43,9 @@ def _install_stop(stop: asyncio.Event) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from citywatch.app import COMPONENTS, ComponentFailed, Service, run_until_stopped
+    from citywatch.clock import SystemClock
     from citywatch.settings import load_settings
+    from citywatch.sqlite import reset_store
 
     settings = load_settings(args.config)
     _setup_logging(settings.log_level)
@@ -52,12 +66,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         service = Service(settings, components)
         await run_until_stopped(service, stop, config_path=args.config)
 
-    try:
-        asyncio.run(main())
-    except ComponentFailed as exc:
-        logging.getLogger("citywatch").critical("stopping: %s", exc)
-        return 1
-    return 0
+    log = logging.getLogger("citywatch")
+    if args.reset_state:
+        log.warning("--reset-state: a state store found unusable is moved aside and started afresh")
+    reset: set[Path] = set()
+    while True:
+        try:
+            asyncio.run(main())
+        except ComponentFailed as exc:
+            log.critical("stopping: %s", exc)
+            return EXIT_FAILED
+        except StoreUnusable as exc:
+            # Raised while the stores load, before the collector takes any input: start
+            # again once the store is set aside.
+            if not args.reset_state or exc.path in reset:
+                raise
+            reset.add(exc.path)
+            moved = reset_store(exc.path, SystemClock().now())
+            log.warning(
+                "state store %s %s: %s; starting afresh (--reset-state)",
+                exc.path,
+                exc.problem,
+                f"moved aside to {', '.join(p.name for p in moved)}" if moved else "no file",
+            )
+            continue
+        return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -105,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the service")
     with_config(run)
     run.add_argument("--only", help="comma-separated components to run (collector, rules, api)")
+    run.add_argument(
+        "--reset-state",
+        action="store_true",
+        help="start afresh a state store that is missing, emptied or damaged, moving its file"
+        " aside (NAME.reset-<time>); without it such a store stops the start (exit 3)",
+    )
     run.set_defaults(func=cmd_run)
 
     chk = sub.add_parser("check-config", help="validate the configuration and exit")
@@ -141,9 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"citywatch: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    except StoreUnusable as exc:
+        # One line, no traceback: a supervisor restarting in a loop would not mend it.
+        print(f"citywatch: {exc}", file=sys.stderr)
+        return EXIT_STATE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -62,7 +62,15 @@ class MqttLink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await cancel_and_wait([self._task])
+        task = self._task
+        if task is not None:
+            task.cancel()
+            # aiomqtt awaits its CONNACK with asyncio.wait_for, which in Python 3.11 drops
+            # a cancellation that arrives as the CONNACK does: the task then connects and
+            # waits on. Cancel again until it has ended.
+            while not (await asyncio.wait([task], timeout=1.0))[0]:
+                task.cancel()
+        await cancel_and_wait([task])
 
     async def ready(self) -> aiomqtt.Client:
         """The connected client, once there is one."""

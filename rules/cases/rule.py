@@ -106,9 +106,17 @@ class CaseRule:
 
     async def __aenter__(self) -> CaseRule:
         t0 = time.perf_counter()
-        self._store = await self._run_io(CaseStore, self.store_path)
-        store = self._require_store()
-        loaded = await self._run_io(lambda: list(store.load_open()))
+        try:
+            self._store = await self._run_io(CaseStore, self.store_path)
+            store = self._require_store()
+            loaded = await self._run_io(lambda: list(store.load_open()))
+        except BaseException:
+            # Not entered, so never exited: close the store here (it may be moved aside next).
+            if self._store is not None:
+                await self._run_io(self._store.close)
+                self._store = None
+            self._io.shutdown(wait=False)
+            raise
         if await self._run_io(store.get_meta, "config") != self.fingerprint:
             loaded = self._recompute(loaded)
             rows = [(s, n, Dues(*overdue_instants(s, self.rp))) for s, n in loaded]

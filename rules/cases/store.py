@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from citywatch.sqlite import open_db
+from citywatch.sqlite import DECODE_ERRORS, bad_row, open_store, rows
 from rules.cases.state import CaseState
 
 SCHEMA = """
@@ -106,7 +106,9 @@ class CaseStore:
     """Cases in SQLite. Not thread-safe: use it from one thread at a time."""
 
     def __init__(self, path: Path) -> None:
-        self.db = open_db(path, SCHEMA)
+        """Open the store at ``path``; raises :class:`~citywatch.sqlite.StoreUnusable`."""
+        self.path = path
+        self.db = open_store(path, SCHEMA).db
 
     def close(self) -> None:
         self.db.close()
@@ -121,10 +123,17 @@ class CaseStore:
             self.db.executemany(_UPSERT, data)
 
     def load_open(self) -> Iterator[tuple[CaseState, float | None]]:
-        """Every open case with the instant of its next light."""
-        cur = self.db.execute("SELECT state, next_at FROM cases WHERE open = 1")
-        for blob, next_at in cur:
-            yield CaseState.from_json(blob), next_at
+        """Every open case with the instant of its next light.
+
+        Raises :class:`~citywatch.sqlite.StoreUnusable` for a row that cannot be decoded.
+        """
+        sql = "SELECT city, case_id, state, next_at FROM cases WHERE open = 1"
+        for city, case, blob, next_at in rows(self.db, self.path, sql):
+            try:
+                state = CaseState.from_json(blob)
+            except DECODE_ERRORS as exc:
+                raise bad_row(self.path, f"case {city}/{case}", exc) from None
+            yield state, next_at
 
     def get(self, city: str, case: str) -> CaseState | None:
         row = self.db.execute(

@@ -40,6 +40,7 @@ from citywatch.models import (
     ShiftEvent,
 )
 from citywatch.sink import Sink
+from citywatch.sqlite import DECODE_ERRORS, bad_row
 from rules.events import AlertSink
 from rules.patrols import coverage, legacy
 from rules.patrols import state as st
@@ -167,11 +168,21 @@ class PatrolRule:
     async def __aenter__(self) -> PatrolRule:
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
-        self._store = await loop.run_in_executor(self._io, PatrolStore, self.store_path)
-        store = self._store
-        rows, layout = await loop.run_in_executor(self._io, lambda: (store.load(), store.layout()))
-        v1 = await loop.run_in_executor(self._io, lambda: list(store.load_v1()))
-        self._restore(rows, layout, v1)
+        try:
+            self._store = await loop.run_in_executor(self._io, PatrolStore, self.store_path)
+            store = self._store
+            rows, layout = await loop.run_in_executor(
+                self._io, lambda: (store.load(), store.layout())
+            )
+            v1 = await loop.run_in_executor(self._io, lambda: list(store.load_v1()))
+            self._restore(rows, layout, v1)
+        except BaseException:
+            # Not entered, so never exited: close the store here (it may be moved aside next).
+            if self._store is not None:
+                await loop.run_in_executor(self._io, self._store.close)
+                self._store = None
+            self._io.shutdown(wait=False)
+            raise
         log.info(
             "restored %d officers (%d on shift) in %.2fs",
             len(self.officers),
@@ -185,13 +196,16 @@ class PatrolRule:
         return self
 
     def _restore(
-        self, rows: list[tuple[bytes, bytes | None]], layout: Any, v1: list[bytes]
+        self, rows: list[tuple[str, str, bytes, bytes | None]], layout: Any, v1: list[bytes]
     ) -> None:
         f = self.fleet
         slots, blobs, lost = [], [], []
         size = f.row_size(layout) if layout is not None else -1
-        for doc, blob in rows:
-            o = st.Officer.from_doc(orjson.loads(doc))
+        for city, officer, doc, blob in rows:
+            try:
+                o = st.Officer.from_doc(orjson.loads(doc))
+            except DECODE_ERRORS as exc:
+                raise bad_row(self.store_path, f"officer {city}/{officer}", exc) from None
             if blob is not None:
                 o.slot = f.alloc()
                 if len(blob) == size:
@@ -211,7 +225,10 @@ class PatrolRule:
                 f.on_shift[s], f.watched_since[s] = True, now
         covs = []
         for blob in v1:
-            o, cov = legacy.restore_v1(f, blob, self.table)
+            try:
+                o, cov = legacy.restore_v1(f, blob, self.table)
+            except DECODE_ERRORS as exc:
+                raise bad_row(self.store_path, "an officer of version 1", exc) from None
             if (o.city, o.officer) in self.officers:
                 if o.slot >= 0:
                     f.free(o.slot)

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from citywatch.sqlite import open_db
+from citywatch.sqlite import DECODE_ERRORS, bad_row, open_store, rows
 
 VERSION = 2
 SCHEMA = """
@@ -56,7 +56,9 @@ class PatrolStore:
     """Patrol states in SQLite. Use it from one thread at a time."""
 
     def __init__(self, path: Path) -> None:
-        self.db = open_db(path, SCHEMA)
+        """Open the store at ``path``; raises :class:`~citywatch.sqlite.StoreUnusable`."""
+        self.path = path
+        self.db = open_store(path, SCHEMA).db
         self.db.execute(
             "INSERT OR IGNORE INTO patrol_meta (key, value) VALUES ('version', ?)", (str(VERSION),)
         )
@@ -66,8 +68,13 @@ class PatrolStore:
 
     def layout(self) -> Any:
         """The saved row layout (a numpy dtype description), or None."""
-        row = self.db.execute("SELECT value FROM patrol_meta WHERE key = 'layout'").fetchone()
-        return orjson.loads(row[0]) if row else None
+        row = self._read("SELECT value FROM patrol_meta WHERE key = 'layout'")
+        if not row:
+            return None
+        try:
+            return orjson.loads(row[0][0])
+        except DECODE_ERRORS as exc:
+            raise bad_row(self.path, "the row layout", exc) from None
 
     def save(self, job: SaveJob) -> None:
         """Write a :class:`SaveJob` in one transaction."""
@@ -99,18 +106,19 @@ class PatrolStore:
             )
             self.db.executemany("DELETE FROM officers WHERE city = ? AND officer = ?", job.deleted)
 
-    def load(self) -> list[tuple[bytes, bytes | None]]:
-        """Every officer's (doc, state)."""
-        return list(self.db.execute("SELECT doc, state FROM officers"))
+    def load(self) -> list[tuple[str, str, bytes, bytes | None]]:
+        """Every officer's (city, officer, doc, state)."""
+        return self._read("SELECT city, officer, doc, state FROM officers")
 
     def load_v1(self) -> Iterator[bytes]:
         """The JSON documents of a version 1 store, if there is one."""
-        found = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'patrols'"
-        ).fetchone()
+        found = self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'patrols'")
         if found:
-            for (blob,) in self.db.execute("SELECT state FROM patrols"):
+            for (blob,) in self._read("SELECT state FROM patrols"):
                 yield blob
+
+    def _read(self, sql: str) -> list[Any]:
+        return list(rows(self.db, self.path, sql))
 
 
 def encode_docs(rows: Sequence[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, bytes]]:

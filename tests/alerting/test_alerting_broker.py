@@ -105,7 +105,7 @@ async def test_push_escalation_and_acknowledgement(mosquitto: Mosquitto, tmp_pat
             assert doc["grid"] == "321202001001001" and doc["escalation"] == 0
             assert doc["starts_at"] == t0 - 600 and doc["ends_at"] is None
             assert "原地停留" in doc["summary"] and "网格 321202001001001" in doc["summary"]
-            assert doc["id"] == f"{doc['alert_id']}-1-fire0-lead-1"
+            assert doc["id"] == f"{alerting.store.epoch}-{doc['alert_id']}-1-fire0-lead-1"
 
             clock.advance(600)
             await until(listener, "escalation", lambda m: len(m) == 2)
@@ -151,7 +151,8 @@ async def test_state_and_outbox_survive_a_restart(mosquitto: Mosquitto, tmp_path
             alert_id = received(listener)[0][1]["alert_id"]
             await alerting.acknowledge(alert_id, "lead-1", None)
             await until(listener, "acks", lambda m: len(m) == 4)
-        assert [d["id"] for _, d in received(listener)].count(f"{alert_id}-1-fire0-lead-1") == 1
+            first = f"{alerting.store.epoch}-{alert_id}-1-fire0-lead-1"
+        assert [d["id"] for _, d in received(listener)].count(first) == 1
     finally:
         listener.close()
 

@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from citywatch.app import Service
+from citywatch.sqlite import read_manifest
 from tests.helpers import Listener, Publisher, await_until, settings_for, wait_until
 from tests.services import Influx, Mosquitto, free_port
 
@@ -164,7 +165,8 @@ def test_sigkill_between_firing_and_delivery_delivers_once(
             pub.send_all([(f"citywatch/{CITY}/devices/dev-5/heartbeat", {"ts": time.time()})])
         wait_until(lambda: any(i.endswith("resolve0-lead-5") for i in hook.ids()), what="resolved")
         ids = hook.ids()
-        assert ids == ["1-1-fire0-lead-5", "1-1-resolve0-lead-5"], ids
+        epoch = read_manifest(tmp_path / "var")["alerts.sqlite"]["epoch"]
+        assert ids == [f"{epoch}-1-1-fire0-lead-5", f"{epoch}-1-1-resolve0-lead-5"], ids
     finally:
         proc.terminate()
         proc.wait(10)
