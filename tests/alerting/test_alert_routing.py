@@ -220,7 +220,7 @@ def test_a_stored_silence_whose_pattern_re2_refuses_loads_and_mutes_nothing(
     # Stored before patterns were RE2's: a look-ahead, which Python's re took.
     doc = silence(Matcher("rule", "patrol_idle")).to_json()
     doc["matchers"].append({"name": "grid", "value": "(?!3201).*", "op": "=~"})
-    store = AlertStore(tmp_path / "alerts.db")
+    store = AlertStore(tmp_path / "alerts.db", DAY)
     try:
         store.db.execute(
             "INSERT INTO silences (id, ends_at, doc) VALUES (?,?,?)",
