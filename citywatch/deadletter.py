@@ -1,7 +1,8 @@
 """The dead-letter message: why a message was refused, with (a bounded copy of) it.
 
 The collector publishes dead letters for messages it cannot decode; later
-stages (the case rule's impossible transitions) use :class:`DeadLetters`.
+stages (the case rule's impossible transitions, alerting's refused acknowledgements,
+the InfluxDB writer's refused points) use :class:`DeadLetters`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,19 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 
 from citywatch.models import Rejected
-from citywatch.publisher import MqttPublisher
 from citywatch.sink import Sink
+
+
+class Publishes(Protocol):
+    """Queues a message for the broker: :class:`citywatch.publisher.MqttPublisher`, or the
+    collector's own connection."""
+
+    def publish(self, topic: str, payload: bytes) -> object: ...
 
 
 def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
@@ -54,9 +62,7 @@ def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
 class DeadLetters:
     """Refused observations from stages past the collector: published and recorded."""
 
-    def __init__(
-        self, publisher: MqttPublisher, store: Sink, topic_root: str, max_bytes: int
-    ) -> None:
+    def __init__(self, publisher: Publishes, store: Sink, topic_root: str, max_bytes: int) -> None:
         self.publisher = publisher
         self.store = store
         self.topic_root = topic_root

@@ -7,6 +7,9 @@ event that cannot follow the case's history (e.g. ``filed`` after ``closed``).
 ``ack_refused`` comes from alerting: an acknowledgement from a handheld that
 cannot be applied (unknown alert, already acknowledged or resolved, or a
 receiver who was not told of the alert).
+``influx_refused`` comes from the InfluxDB writer: a point InfluxDB refused to
+store (a field type conflict, a tag over ``max-values-per-tag``, a line it cannot
+parse, a point beyond the retention policy).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ REASONS: Final = (
     "internal_error",
     "impossible_transition",
     "ack_refused",
+    "influx_refused",
 )
 
 

@@ -1,35 +1,65 @@
-"""The InfluxDB writer: a sink that batches, compresses, writes, and spools on failure.
+"""The InfluxDB writer: a sink that batches, writes, and spools what InfluxDB cannot take now.
 
-Batches are cut by size (``batch_size`` points) or age (``flush_interval``),
-written in order by one flusher, and each caller's ``write`` returns once its
-points are in InfluxDB or in the spool. While the spool holds anything, new
-batches join its tail, so replay keeps the original order.
+Batches are cut by size (``batch_size`` points or ``max_body`` bytes) or age
+(``flush_interval``) and written in order by one flusher, in requests capped the
+same way (:mod:`citywatch.influx.delivery`). Each caller's ``write`` returns once
+its points are in InfluxDB, in the spool, or refused by InfluxDB and dead-lettered
+(reason ``influx_refused``). While the spool holds anything, new batches join its
+tail, so replay keeps the original order. What can be stored nowhere raises
+:class:`NotStored`: the collector then keeps the messages unacknowledged in the
+broker.
+
+Conditions (InfluxDB unavailable, the spool full or failing) are logged once
+when they start and once when they end, with counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
-import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from citywatch.aio import cancel_and_wait
+from citywatch.clock import Clock, SystemClock
+from citywatch.influx import delivery
 from citywatch.influx.client import InfluxClient, WriteError
+from citywatch.influx.condition import Condition
 from citywatch.influx.config import InfluxConfig, SpoolConfig
+from citywatch.influx.delivery import Outcome, Refusal
 from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.schema import to_line
-from citywatch.influx.spool import Spool, SpoolFull
-from citywatch.models import Record
+from citywatch.influx.spool import Spool, SpoolFull, SpoolUnwritable
+from citywatch.models import Record, Rejected
 from citywatch.sink import SinkUnavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PROBE_INTERVAL = 1.0
+"""Seconds between probes of InfluxDB (``/ping``) and of the spool while either fails:
+the replay starts within about this long of InfluxDB answering again."""
+HEALTH_INTERVAL = 5.0
+"""Without a write for this long, InfluxDB is pinged so that readiness stays true to it."""
+BACKOFF_MIN = 0.2
+HELD_MAX = 10_000
+"""Dead letters kept while no dead-letter sink is attached yet (start-up); more are lost."""
+
+
+class RejectSink(Protocol):
+    """Takes dead letters (:class:`citywatch.deadletter.DeadLetters`)."""
+
+    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 class NotStored(SinkUnavailable):
@@ -39,12 +69,15 @@ class NotStored(SinkUnavailable):
 @dataclass
 class _Batch:
     lines: list[str] = field(default_factory=list)
+    size: int = 0
     done: asyncio.Future[None] | None = None
-    created: float = field(default_factory=time.monotonic)
 
 
 class InfluxWriter:
-    """A :class:`citywatch.sink.Sink` that stores records in InfluxDB, or the spool."""
+    """A :class:`citywatch.sink.Sink` that stores records in InfluxDB, or the spool.
+
+    Points InfluxDB refuses go to ``rejects`` as dead letters (see :meth:`use_rejects`).
+    """
 
     def __init__(
         self,
@@ -52,13 +85,22 @@ class InfluxWriter:
         spool_cfg: SpoolConfig,
         spool_dir: Path,
         metrics: WriterMetrics,
+        *,
+        clock: Clock | None = None,
+        rejects: RejectSink | None = None,
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics
+        self.clock: Clock = clock or SystemClock()
+        self.rejects = rejects
         self.spool = Spool(spool_dir, spool_cfg.max_bytes, fsync=spool_cfg.fsync)
         self._current = _Batch()
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
         self._spooled = asyncio.Event()
+        """The replayer has work: batches in the spool, or a spool not read yet."""
+        self._back = asyncio.Event()
+        """InfluxDB answered again (a /ping or a write) since the last failed write."""
+        self._probe_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -66,9 +108,30 @@ class InfluxWriter:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="influx-io")
         self.last_error: str | None = None
         self.stats = {"written": 0, "spooled": 0, "replayed": 0, "dropped": 0, "unencodable": 0}
+        self._probe_interval = min(PROBE_INTERVAL, cfg.retry_max)
+        # InfluxDB: whether its last answer (write or /ping) was good; None before any.
+        self._influx_ok: bool | None = None
+        self._answered_at = -float("inf")
+        self._unreachable = False
+        """The last failure got no answer at all (a /ping then says when it is back)."""
+        self._outage = Condition(time.monotonic)
+        self._spool_down = Condition(time.monotonic)
+        self._spool_full = Condition(time.monotonic)
+        self._replaying = Condition(time.monotonic)
+        self._refused_size = 0
+        """Bytes of the last batch the spool refused for room; 0 once one fits again."""
+        self._sent: int | None = None
+        """The spool batch already written to InfluxDB whose file could not be removed yet:
+        it is removed, not sent again. (After a restart it is sent again; identical points
+        change nothing in InfluxDB.)"""
+        self._held: list[tuple[Rejected, bytes]] = []
+        self._held_lost = 0
+        self._refusals_logged: set[str] = set()
         self._update_spool_metrics()
-        if len(self.spool):
+        if self._behind():
             self._spooled.set()
+        if self.spool.error is not None:
+            self._spool_failing(self.spool.error)
 
     async def __aenter__(self) -> InfluxWriter:
         if self.cfg.url:
@@ -80,6 +143,7 @@ class InfluxWriter:
             log.warning("no InfluxDB configured (influx.url): every batch waits in the spool")
         self._tasks.append(asyncio.create_task(self._flusher(), name="influx-flush"))
         self._tasks.append(asyncio.create_task(self._replayer(), name="influx-replay"))
+        self._tasks.append(asyncio.create_task(self._watch(), name="influx-watch"))
         return self
 
     async def __aexit__(
@@ -97,6 +161,13 @@ class InfluxWriter:
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         return [t for t in self._tasks if t.get_name() != "influx-create-db"]
+
+    async def use_rejects(self, rejects: RejectSink) -> None:
+        """Dead-letter refused points through ``rejects``, those refused until now first."""
+        self.rejects = rejects
+        held, self._held = self._held, []
+        for rejected, payload in held:
+            await rejects.reject(rejected, payload)
 
     # -- the sink -------------------------------------------------------------------
 
@@ -118,7 +189,8 @@ class InfluxWriter:
         if batch.done is None:
             batch.done = asyncio.get_running_loop().create_future()
         batch.lines.extend(lines)
-        if len(batch.lines) >= self.cfg.batch_size:
+        batch.size += sum(map(len, lines)) + len(lines)
+        if len(batch.lines) >= self.cfg.batch_size or batch.size >= self.cfg.max_body:
             self._cut()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.cfg.flush_interval, self._cut)
@@ -138,14 +210,10 @@ class InfluxWriter:
             self._current = _Batch()
             self._queue.put_nowait(batch)
 
-    # -- background -----------------------------------------------------------------
+    # -- storing a batch ------------------------------------------------------------
 
-    def _encode(self, lines: list[str]) -> bytes:
-        body = "\n".join(lines).encode()
-        return zlib.compress(body, 1, wbits=31) if self.cfg.gzip else body
-
-    async def _run_io(self, fn: object, *args: object) -> object:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)  # type: ignore[arg-type]
+    async def _run_io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def _flusher(self) -> None:
         while True:
@@ -157,83 +225,310 @@ class InfluxWriter:
 
     async def _store(self, batch: _Batch) -> None:
         assert batch.done is not None
-        n = len(batch.lines)
-        body: bytes = await self._run_io(self._encode, batch.lines)  # type: ignore[assignment]
-        if self.client is not None and not len(self.spool):
-            try:
-                await self._send(body)
-            except WriteError as exc:
-                if not exc.retryable:
-                    self._dropped(n, exc)
-                    batch.done.set_result(None)
-                    return
-            else:
-                self._count("written", n)
-                batch.done.set_result(None)
-                return
         try:
-            await self._run_io(self.spool.append, body)
-        except SpoolFull as exc:
-            self.metrics.spool_full.inc()
-            self.last_error = str(exc)
-            log.error("batch of %d points not stored: %s", n, exc)
-            batch.done.set_exception(NotStored(str(exc)))
-            return
-        self._count("spooled", n)
-        self._update_spool_metrics()
-        self._spooled.set()
-        batch.done.set_result(None)
+            await self._store_lines(batch.lines)
+        except NotStored as exc:
+            batch.done.set_exception(exc)
+        except Exception as exc:
+            # A bug: the callers must not wait for ever (the task ending stops the service).
+            batch.done.set_exception(exc)
+            raise
+        else:
+            batch.done.set_result(None)
 
-    async def _send(self, body: bytes) -> None:
+    def _behind(self) -> bool:
+        """Whether older batches wait in the spool (or may: one that could not be read)."""
+        return bool(len(self.spool)) or not self.spool.opened
+
+    async def _store_lines(self, lines: list[str]) -> None:
+        if self.client is not None and not self._behind():
+            out = await self._deliver(lines)
+            self._count("written", out.written)
+            if out.error is None:
+                return
+            lines = out.pending
+        await self._spool_lines(lines)
+
+    async def _spool_lines(self, lines: list[str]) -> None:
+        """Store lines in the spool in batches capped like writes; raise NotStored if not."""
+        bodies = await self._run_io(self._encode_chunks, lines)
+        size = sum(len(body) for _, body in bodies)
+        try:
+            if not self.spool.fits(size):
+                self._refused_size = size
+                self._spool_refused(
+                    SpoolFull(f"spool holds {self.spool.bytes} bytes, limit {self.spool.max_bytes}"),
+                    len(lines),
+                )
+            for i, (n, body) in enumerate(bodies):
+                try:
+                    await self._run_io(self.spool.append, body)
+                except SpoolFull as exc:
+                    self._refused_size = len(body)
+                    self._spool_refused(exc, sum(k for k, _ in bodies[i:]))
+                self._count("spooled", n)
+                if self._outage.active:
+                    self._outage.points += n
+                self._spooled.set()
+        finally:
+            self._update_spool_metrics()
+        self._refused_size = 0
+        self._spool_works()
+        ended = self._spool_full.end()
+        if ended is not None:
+            log.warning(
+                "the spool takes batches again after %.1f s; %d batches (%d points) were left "
+                "unacknowledged with the broker meanwhile",
+                ended.seconds,
+                ended.events,
+                ended.points,
+            )
+
+    def _encode_chunks(self, lines: list[str]) -> list[tuple[int, bytes]]:
+        parts = delivery.chunks(lines, self.cfg.batch_size, self.cfg.max_body)
+        return [(len(part), delivery.encode(part, self.cfg.gzip)) for part in parts]
+
+    def _spool_refused(self, exc: SpoolFull, points: int) -> None:
+        """Count and report a batch the spool did not take, then raise NotStored."""
+        self.metrics.spool_full.inc()
+        if isinstance(exc, SpoolUnwritable):
+            self._spool_failing(str(exc), points)
+        elif self._spool_full.begin(str(exc), points=points):
+            log.error(
+                "spool full (%s): new data stays unacknowledged in the broker until there is room",
+                exc,
+            )
+        raise NotStored(str(exc))
+
+    def _spool_failing(self, error: str, points: int = 0) -> None:
+        if self._spool_down.begin(error, points=points):
+            log.error(
+                "%s: new data stays unacknowledged in the broker until the spool works again",
+                error,
+            )
+        self._probe_now.set()
+
+    def _spool_works(self) -> None:
+        ended = self._spool_down.end()
+        if ended is not None:
+            log.warning(
+                "the spool works again after %.1f s (%d failed operations; %d points were left "
+                "unacknowledged with the broker meanwhile)",
+                ended.seconds,
+                ended.events,
+                ended.points,
+            )
+
+    # -- talking to InfluxDB --------------------------------------------------------
+
+    async def _deliver(self, lines: list[str], body: bytes | None = None) -> Outcome:
+        out = await delivery.deliver(
+            lines, self._send, self.cfg.batch_size, self.cfg.max_body, body=body
+        )
+        if out.refused:
+            await self._refuse(out.refused)
+        return out
+
+    async def _send(self, lines: list[str], body: bytes | None) -> None:
         assert self.client is not None
+        if body is None:
+            body = await self._run_io(delivery.encode, lines, self.cfg.gzip)
         t0 = time.perf_counter()
         try:
-            await self.client.write(body, gzipped=self.cfg.gzip)
+            # Told by its first bytes: a spool file keeps the form it was written in.
+            await self.client.write(body, gzipped=body[:2] == delivery.GZIP_MAGIC)
         except WriteError as exc:
-            self.metrics.failures.labels(str(exc.retryable).lower()).inc()
-            if self.last_error != str(exc):
-                log.warning("write failed: %s", exc)
-            self.last_error = str(exc)
+            request_failed = delivery.refusal_cause(exc) is None
+            self.metrics.failures.labels(str(request_failed).lower()).inc()
+            if request_failed:
+                self._influx_failed(exc)
+            else:
+                # InfluxDB answered: the points are at fault, not InfluxDB.
+                self._influx_answered(write=True)
             raise
         self.metrics.latency.observe(time.perf_counter() - t0)
-        self.last_error = None
+        self._influx_answered(write=True)
 
-    def _dropped(self, n: int, exc: WriteError) -> None:
-        # A 400 is InfluxDB refusing points as invalid (e.g. a field type conflict);
-        # sending it again cannot succeed. InfluxDB 1.x still stores the valid points.
-        log.error("InfluxDB refused a batch of %d points: %s", n, exc)
-        self._count("dropped", n)
+    def _influx_failed(self, exc: WriteError, *, write: bool = True) -> None:
+        self._influx_ok = False
+        self._unreachable = exc.status is None
+        self.last_error = str(exc)
+        self._back.clear()
+        if self._outage.begin(str(exc), events=1 if write else 0):
+            log.warning(
+                "cannot write to InfluxDB (%s): batches wait in the spool until it takes them",
+                exc,
+            )
+        else:
+            log.debug("InfluxDB still unavailable: %s", exc)
+        self._probe_now.set()
+
+    def _influx_answered(self, *, write: bool) -> None:
+        if not write and self._outage.active and not self._unreachable:
+            # /ping says InfluxDB is up, not that it takes writes (a missing database, a
+            # token it refuses): only a write ends this outage.
+            return
+        self._answered_at = time.monotonic()
+        self._back.set()
+        if not write and self._outage.active and self._behind():
+            # The replay, woken above, says whether writes go through.
+            return
+        self._influx_ok = True
+        self.last_error = None
+        ended = self._outage.end()
+        if ended is not None:
+            log.warning(
+                "InfluxDB takes writes again after %.1f s (%d failed writes, %d points "
+                "spooled meanwhile); %d batches to replay",
+                ended.seconds,
+                ended.events,
+                ended.points,
+                len(self.spool),
+            )
+
+    async def _ping(self) -> None:
+        assert self.client is not None
+        try:
+            await self.client.ping()
+        except WriteError as exc:
+            self._influx_failed(exc, write=False)
+        else:
+            self._influx_answered(write=False)
+
+    async def _refuse(self, refusals: list[Refusal]) -> None:
+        """Count points InfluxDB refused and dead-letter them (``influx_refused``)."""
+        self._count("dropped", len(refusals))
+        now = self.clock.now()
+        for r in refusals:
+            self.metrics.refused.labels(r.cause).inc()
+            if r.cause not in self._refusals_logged:
+                self._refusals_logged.add(r.cause)
+                log.warning(
+                    "InfluxDB refused a point (%s): %s. Refused points are dead-lettered "
+                    "(influx_refused) and counted in citywatch_write_refused_points_total"
+                    '{reason="%s"}, not logged again',
+                    r.cause,
+                    r.message,
+                    r.cause,
+                )
+            rejected = delivery.refused_record(r, now)
+            if rejected is None:
+                log.debug("InfluxDB refused the record of a refused point: %s", r.line)
+                continue
+            payload = r.line.encode()
+            if self.rejects is not None:
+                await self.rejects.reject(rejected, payload)
+            elif len(self._held) < HELD_MAX:
+                self._held.append((rejected, payload))
+            else:
+                self._held_lost += 1
+                if self._held_lost == 1:
+                    log.error("no dead-letter sink: dead letters of refused points are lost")
+
+    # -- background -----------------------------------------------------------------
 
     async def _replayer(self) -> None:
-        backoff = 0.2
+        backoff = BACKOFF_MIN
         while True:
             await self._spooled.wait()
             if self.client is None:
                 self._spooled.clear()
                 continue
-            head = self.spool.peek()
-            if head is None:
-                self._spooled.clear()
-                self._update_spool_metrics()
-                continue
-            seq, body = head
             try:
-                await self._send(body)
-            except WriteError as exc:
-                if exc.retryable:
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self.cfg.retry_max)
+                head = await self._run_io(self.spool.peek)
+                if head is None:
+                    self._spooled.clear()
+                    self._update_spool_metrics()
+                    self._drained()
                     continue
-                self._dropped(0, exc)
-            else:
-                self._count("replayed", 0)
-                backoff = 0.2
-            await self._run_io(self.spool.remove, seq)
+                seq, body = head
+                if seq != self._sent:
+                    if not await self._replay(seq, body):
+                        backoff = await self._wait_to_retry(backoff)
+                        continue
+                    backoff = BACKOFF_MIN
+                    self._sent = seq
+                await self._run_io(self.spool.remove, seq)
+            except SpoolUnwritable as exc:
+                # A batch already written is remembered in _sent: removed, not sent again.
+                self._spool_failing(str(exc))
+                await asyncio.sleep(self._probe_interval)
+                continue
+            self._sent = None
+            self._spool_works()
             self._update_spool_metrics()
+
+    async def _replay(self, seq: int, body: bytes) -> bool:
+        """Write one spool batch; False when InfluxDB failed and it must be tried again."""
+        try:
+            lines, plain = await self._run_io(delivery.decode, body)
+        except ValueError as exc:
+            path = await self._run_io(self.spool.quarantine, seq)
+            log.error("spool file %s is not line protocol (%s): set aside, not replayed", path, exc)
+            self._count("corrupt", 0)
+            return True
+        # Batches spooled before writes were capped may need splitting.
+        fits = len(lines) <= self.cfg.batch_size and plain <= self.cfg.max_body
+        out = await self._deliver(lines, body if fits else None)
+        self._count("replayed", out.written)
+        self._replaying.begin("", points=out.written)
+        if out.error is None:
+            return True
+        if out.written or out.refused:
+            # Keep only what is left: the retry sends less and dead-letters nothing twice.
+            rest = await self._run_io(delivery.encode, out.pending, self.cfg.gzip)
+            with contextlib.suppress(SpoolUnwritable):
+                await self._run_io(self.spool.rewrite, seq, rest)
+            self._update_spool_metrics()
+        return False
+
+    async def _wait_to_retry(self, backoff: float) -> float:
+        if self._unreachable:
+            # No answer at all: the watch pings every PROBE_INTERVAL and wakes us.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._back.wait(), self.cfg.retry_max)
+            return backoff
+        # InfluxDB answered with an error (5xx, 404 ...): back off.
+        await asyncio.sleep(backoff)
+        return min(backoff * 2, self.cfg.retry_max)
+
+    def _drained(self) -> None:
+        ended = self._replaying.end()
+        if ended is not None:
+            log.info(
+                "spool replayed: %d batches, %d points in %.1f s",
+                ended.events,
+                ended.points,
+                ended.seconds,
+            )
+
+    async def _watch(self) -> None:
+        """Keep readiness true: ping InfluxDB, and probe the spool while it fails."""
+        while True:
+            if self.client is not None and (
+                self._influx_ok is not True
+                or time.monotonic() - self._answered_at >= HEALTH_INTERVAL
+            ):
+                await self._ping()
+            if self.spool.error is not None or not self.spool.opened:
+                if await self._run_io(self.spool.probe, self._refused_size):
+                    if self._sent is None:
+                        # (A removal still to do ends it when it succeeds.)
+                        self._spool_works()
+                    if self._behind():
+                        self._spooled.set()
+            failing = (
+                self._influx_ok is False or self.spool.error is not None or not self.spool.opened
+            )
+            self._probe_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._probe_now.wait(), self._probe_interval if failing else HEALTH_INTERVAL
+                )
 
     async def _create_db(self) -> None:
         assert self.client is not None
-        backoff = 0.2
+        backoff = BACKOFF_MIN
         while True:
             try:
                 await self.client.create_database()
@@ -256,9 +551,31 @@ class InfluxWriter:
     # -- readiness ------------------------------------------------------------------
 
     def ready(self) -> tuple[bool, str]:
-        """Whether new batches can be stored: InfluxDB answering, or the spool writable."""
-        if self.client is not None and self.last_error is None and not len(self.spool):
+        """Whether a batch would be stored now: InfluxDB took the last write or /ping (in
+        the last few seconds) with nothing waiting in the spool, or the spool takes it."""
+        if self.client is None:
+            influx = "no InfluxDB configured (influx.url)"
+        elif self._influx_ok is None:
+            influx = "InfluxDB has not answered yet"
+        elif not self._influx_ok:
+            influx = f"InfluxDB unavailable ({self.last_error})"
+        elif (age := time.monotonic() - self._answered_at) > 2 * HEALTH_INTERVAL:
+            influx = f"InfluxDB has not answered for {age:.0f} s"
+        elif self._behind():
+            influx = "InfluxDB ok, replaying the spool"
+        else:
             return True, "influxdb ok"
-        if self.spool.writable():
-            return True, f"spooling ({len(self.spool)} batches): {self.last_error or 'no InfluxDB'}"
-        return False, f"InfluxDB unavailable ({self.last_error}) and spool not writable"
+        problem = self._spool_problem()
+        if problem is None:
+            return True, f"spooling ({len(self.spool)} batches): {influx}"
+        return False, f"{influx}; spool {problem}"
+
+    def _spool_problem(self) -> str | None:
+        spool = self.spool
+        if spool.error is not None or not spool.opened:
+            return f"not writable ({spool.error})"
+        if spool.bytes + max(self._refused_size, 1) > spool.max_bytes:
+            return f"full ({spool.bytes} of {spool.max_bytes} bytes)"
+        if not os.access(spool.dir, os.W_OK):
+            return f"not writable ({spool.dir}: permission denied)"
+        return None
