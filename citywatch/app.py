@@ -112,7 +112,11 @@ class Service:
             # The writer stores ingest (collector) and alert history (rules) alike.
             self.writer = await self._stack.enter_async_context(
                 InfluxWriter(
-                    s.influx, s.spool, data / "spool", WriterMetrics(self.registry), clock=self.clock
+                    s.influx,
+                    s.spool,
+                    data / "spool",
+                    WriterMetrics(self.registry),
+                    clock=self.clock,
                 )
             )
             # Pushed here so that it runs after the collector stops and before the writer.

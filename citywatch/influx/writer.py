@@ -245,9 +245,23 @@ class InfluxWriter:
             out = await self._deliver(lines)
             self._count("written", out.written)
             if out.error is None:
+                self._spool_full_ended()
                 return
             lines = out.pending
         await self._spool_lines(lines)
+        self._spool_full_ended()
+
+    def _spool_full_ended(self) -> None:
+        """A batch was stored: if the spool was full until now, that condition is over."""
+        ended = self._spool_full.end()
+        if ended is not None:
+            log.warning(
+                "batches are stored again after %.1f s of a full spool; %d batches (%d points) "
+                "were left unacknowledged with the broker meanwhile",
+                ended.seconds,
+                ended.events,
+                ended.points,
+            )
 
     async def _spool_lines(self, lines: list[str]) -> None:
         """Store lines in the spool in batches capped like writes; raise NotStored if not."""
@@ -257,7 +271,9 @@ class InfluxWriter:
             if not self.spool.fits(size):
                 self._refused_size = size
                 self._spool_refused(
-                    SpoolFull(f"spool holds {self.spool.bytes} bytes, limit {self.spool.max_bytes}"),
+                    SpoolFull(
+                        f"spool holds {self.spool.bytes} bytes, limit {self.spool.max_bytes}"
+                    ),
                     len(lines),
                 )
             for i, (n, body) in enumerate(bodies):
@@ -274,15 +290,6 @@ class InfluxWriter:
             self._update_spool_metrics()
         self._refused_size = 0
         self._spool_works()
-        ended = self._spool_full.end()
-        if ended is not None:
-            log.warning(
-                "the spool takes batches again after %.1f s; %d batches (%d points) were left "
-                "unacknowledged with the broker meanwhile",
-                ended.seconds,
-                ended.events,
-                ended.points,
-            )
 
     def _encode_chunks(self, lines: list[str]) -> list[tuple[int, bytes]]:
         parts = delivery.chunks(lines, self.cfg.batch_size, self.cfg.max_body)
@@ -471,7 +478,7 @@ class InfluxWriter:
         fits = len(lines) <= self.cfg.batch_size and plain <= self.cfg.max_body
         out = await self._deliver(lines, body if fits else None)
         self._count("replayed", out.written)
-        self._replaying.begin("", points=out.written)
+        self._replaying.begin("", events=int(out.error is None), points=out.written)
         if out.error is None:
             return True
         if out.written or out.refused:
@@ -510,13 +517,13 @@ class InfluxWriter:
                 or time.monotonic() - self._answered_at >= HEALTH_INTERVAL
             ):
                 await self._ping()
-            if self.spool.error is not None or not self.spool.opened:
-                if await self._run_io(self.spool.probe, self._refused_size):
-                    if self._sent is None:
-                        # (A removal still to do ends it when it succeeds.)
-                        self._spool_works()
-                    if self._behind():
-                        self._spooled.set()
+            spool_failing = self.spool.error is not None or not self.spool.opened
+            if spool_failing and await self._run_io(self.spool.probe, self._refused_size):
+                if self._sent is None:
+                    # (A removal still to do ends it when it succeeds.)
+                    self._spool_works()
+                if self._behind():
+                    self._spooled.set()
             failing = (
                 self._influx_ok is False or self.spool.error is not None or not self.spool.opened
             )
