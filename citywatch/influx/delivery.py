@@ -221,7 +221,6 @@ def refused_record(refusal: Refusal, now: float) -> Rejected | None:
         topic="",
         received_at=now,
         city=tags.get("city") or None,
-        # Distinct refused lines refused together must not overwrite each other's record;
-        # the same line refused again does.
+        # Tells the records of distinct lines apart (with received_at, see schema.py).
         ref=zlib.crc32(refusal.line.encode()),
     )

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import aiohttp
 
@@ -153,6 +153,14 @@ class InfluxWriter:
         tb: TracebackType | None,
     ) -> None:
         await self.flush()
+        for _ in range(3):
+            # Dead letters of points refused in that flush write their records here.
+            await asyncio.sleep(0)
+            if not self._current.lines:
+                break
+            await self.flush()
+        if self._held:
+            log.warning("%d dead letters of refused points not published", len(self._held))
         await cancel_and_wait(self._tasks)
         if self._session is not None:
             await self._session.close()
@@ -295,7 +303,7 @@ class InfluxWriter:
         parts = delivery.chunks(lines, self.cfg.batch_size, self.cfg.max_body)
         return [(len(part), delivery.encode(part, self.cfg.gzip)) for part in parts]
 
-    def _spool_refused(self, exc: SpoolFull, points: int) -> None:
+    def _spool_refused(self, exc: SpoolFull, points: int) -> NoReturn:
         """Count and report a batch the spool did not take, then raise NotStored."""
         self.metrics.spool_full.inc()
         if isinstance(exc, SpoolUnwritable):
@@ -406,7 +414,7 @@ class InfluxWriter:
         """Count points InfluxDB refused and dead-letter them (``influx_refused``)."""
         self._count("dropped", len(refusals))
         now = self.clock.now()
-        for r in refusals:
+        for i, r in enumerate(refusals):
             self.metrics.refused.labels(r.cause).inc()
             if r.cause not in self._refusals_logged:
                 self._refusals_logged.add(r.cause)
@@ -418,7 +426,8 @@ class InfluxWriter:
                     r.message,
                     r.cause,
                 )
-            rejected = delivery.refused_record(r, now)
+            # A microsecond apart: the records of refusals made together are distinct points.
+            rejected = delivery.refused_record(r, now + i * 1e-6)
             if rejected is None:
                 log.debug("InfluxDB refused the record of a refused point: %s", r.line)
                 continue
