@@ -49,6 +49,7 @@ CAUSES = ("too_large", *dict.fromkeys(c for _, c in _CAUSES))
 """Every cause :func:`refusal_cause` can name."""
 
 _DROPPED = re.compile(r"dropped=(\d+)")
+_CITY = re.compile(r"[0-9]{6}")
 
 Send = Callable[[list[str], bytes | None], Awaitable[None]]
 """Sends lines in one request; the bytes, when given, are those lines already encoded."""
@@ -220,7 +221,8 @@ def refused_record(refusal: Refusal, now: float) -> Rejected | None:
         # none: the payload (the refused line) says what it was.
         topic="",
         received_at=now,
-        city=tags.get("city") or None,
+        # The dead letter's topic names the city: only a valid code (else "unknown").
+        city=city if _CITY.fullmatch(city := tags.get("city", "")) else None,
         # Tells the records of distinct lines apart (with received_at, see schema.py).
         ref=zlib.crc32(refusal.line.encode()),
     )

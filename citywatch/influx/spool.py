@@ -13,6 +13,7 @@ is read when it can be.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from pathlib import Path
@@ -45,6 +46,8 @@ class Spool:
         """Whether the batches on disk are known (the directory could be read)."""
         self.error: str | None = None
         """Why the last operation on the directory failed; None once one succeeds."""
+        self._wanted = 0
+        """Bytes of the last batch the disk did not take: what :meth:`probe` looks for."""
         self.open()
 
     def open(self) -> bool:
@@ -101,8 +104,10 @@ class Spool:
         try:
             self._write(path, body)
         except OSError as exc:
+            self._wanted = len(body)
             raise SpoolUnwritable(self._failed("cannot write to the spool", exc)) from exc
         self.error = None
+        self._wanted = 0
         self._next = seq + 1
         self._segments.append((seq, len(body)))
         self.bytes += len(body)
@@ -184,7 +189,8 @@ class Spool:
                 return
 
     def probe(self, need: int = 0) -> bool:
-        """Whether the directory takes a file now, with ``need`` bytes free on its disk.
+        """Whether the directory takes a file now, with room on its disk for ``need`` bytes
+        and for the last batch it could not write.
 
         Clears ``error`` when it does. Run while the spool is failing, to notice when it
         works again without waiting for the next batch.
@@ -201,8 +207,10 @@ class Spool:
         except OSError as exc:
             self._failed("cannot write to the spool", exc)
             return False
-        if st.f_bavail * st.f_frsize < need:
-            self.error = f"cannot write to the spool {self.dir}: disk full"
+        free = st.f_bavail * st.f_frsize
+        if free < max(need, self._wanted):
+            strerror = os.strerror(errno.ENOSPC)
+            self.error = f"cannot write to the spool {self.dir}: {strerror} ({free} bytes free)"
             return False
         self.error = None
         return True

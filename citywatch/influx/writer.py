@@ -51,6 +51,8 @@ PROBE_INTERVAL = 1.0
 the replay starts within about this long of InfluxDB answering again."""
 HEALTH_INTERVAL = 5.0
 """Without a write for this long, InfluxDB is pinged so that readiness stays true to it."""
+STALE_AFTER = 3 * HEALTH_INTERVAL
+"""An answer older than this no longer makes InfluxDB ready (the pings have stopped)."""
 BACKOFF_MIN = 0.2
 HELD_MAX = 10_000
 """Dead letters kept while no dead-letter sink is attached yet (start-up); more are lost."""
@@ -119,7 +121,7 @@ class InfluxWriter:
         self._spool_full = Condition(time.monotonic)
         self._replaying = Condition(time.monotonic)
         self._refused_size = 0
-        """Bytes of the last batch the spool refused for room; 0 once one fits again."""
+        """Bytes of the last batch over the spool's size limit; 0 once one fits again."""
         self._sent: int | None = None
         """The spool batch already written to InfluxDB whose file could not be removed yet:
         it is removed, not sent again. (After a restart it is sent again; identical points
@@ -251,7 +253,8 @@ class InfluxWriter:
     async def _store_lines(self, lines: list[str]) -> None:
         if self.client is not None and not self._behind():
             out = await self._deliver(lines)
-            self._count("written", out.written)
+            if out.written:
+                self._count("written", out.written)
             if out.error is None:
                 self._spool_full_ended()
                 return
@@ -288,7 +291,8 @@ class InfluxWriter:
                 try:
                     await self._run_io(self.spool.append, body)
                 except SpoolFull as exc:
-                    self._refused_size = len(body)
+                    if not isinstance(exc, SpoolUnwritable):
+                        self._refused_size = len(body)
                     self._spool_refused(exc, sum(k for k, _ in bodies[i:]))
                 self._count("spooled", n)
                 if self._outage.active:
@@ -486,7 +490,8 @@ class InfluxWriter:
         # Batches spooled before writes were capped may need splitting.
         fits = len(lines) <= self.cfg.batch_size and plain <= self.cfg.max_body
         out = await self._deliver(lines, body if fits else None)
-        self._count("replayed", out.written)
+        # A batch counts once, when it is done; its points as they are written.
+        self._count("replayed", out.written, batch=out.error is None)
         self._replaying.begin("", events=int(out.error is None), points=out.written)
         if out.error is None:
             return True
@@ -527,7 +532,7 @@ class InfluxWriter:
             ):
                 await self._ping()
             spool_failing = self.spool.error is not None or not self.spool.opened
-            if spool_failing and await self._run_io(self.spool.probe, self._refused_size):
+            if spool_failing and await self._run_io(self.spool.probe):
                 if self._sent is None:
                     # (A removal still to do ends it when it succeeds.)
                     self._spool_works()
@@ -554,8 +559,9 @@ class InfluxWriter:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.cfg.retry_max)
 
-    def _count(self, outcome: str, points: int) -> None:
-        self.metrics.batches.labels(outcome).inc()
+    def _count(self, outcome: str, points: int, *, batch: bool = True) -> None:
+        if batch:
+            self.metrics.batches.labels(outcome).inc()
         if points:
             self.metrics.points.labels(outcome).inc(points)
             self.stats[outcome] += points
@@ -575,7 +581,7 @@ class InfluxWriter:
             influx = "InfluxDB has not answered yet"
         elif not self._influx_ok:
             influx = f"InfluxDB unavailable ({self.last_error})"
-        elif (age := time.monotonic() - self._answered_at) > 2 * HEALTH_INTERVAL:
+        elif (age := time.monotonic() - self._answered_at) > STALE_AFTER:
             influx = f"InfluxDB has not answered for {age:.0f} s"
         elif self._behind():
             influx = "InfluxDB ok, replaying the spool"

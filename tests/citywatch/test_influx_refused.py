@@ -279,3 +279,7 @@ def test_the_record_of_a_refused_point_is_not_dead_lettered_again() -> None:
 
     again = delivery.Refusal(to_line(rec), "field_type_conflict", "y")
     assert refused_record(again, 2.0) is None
+    # Only a valid city code names a topic.
+    odd = delivery.Refusal("gps,city=a/+,device=d lat=1.0 1", "other", "x")
+    rec = refused_record(odd, 1.0)
+    assert rec is not None and rec.city is None

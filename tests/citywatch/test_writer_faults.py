@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from citywatch.influx import spool as spool_module
 from citywatch.influx.config import InfluxConfig, SpoolConfig
 from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.writer import InfluxWriter
@@ -159,6 +161,24 @@ async def test_a_spool_directory_unreadable_at_start_holds_data_back_until_it_wo
     assert influx.count("gps", influx_db) == 101
 
 
+async def test_a_spool_file_that_is_not_line_protocol_is_set_aside(
+    influx: Influx, influx_db: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / f"{1:020d}.lp").write_bytes(b"\x1f\x8b cut short")
+    t = int((time.time() - 60) * 1e9)
+    (spool / f"{2:020d}.lp").write_bytes(f"gps,city={CITY},device=d lat=1.0 {t}".encode())
+    registry = CollectorRegistry()
+    cfg = InfluxConfig(url=influx.url, db=influx_db, flush_interval=0.05)
+    async with InfluxWriter(cfg, SpoolConfig(), spool, WriterMetrics(registry)) as w:
+        await await_until(lambda: len(w.spool) == 0, what="replay")
+        assert not [t.get_name() for t in w.tasks if t.done()]
+    assert influx.count("gps", influx_db) == 1
+    assert (spool / f"{1:020d}.corrupt").read_bytes() == b"\x1f\x8b cut short"
+    assert registry.get_sample_value("citywatch_write_batches_total", {"outcome": "corrupt"}) == 1
+
+
 # -- readiness ------------------------------------------------------------------------
 
 
@@ -181,6 +201,29 @@ async def test_not_ready_when_the_spool_cannot_take_a_batch_and_influxdb_is_down
         ready, detail = w.ready()
         assert not ready, detail
         assert "spool full" in detail and "InfluxDB unavailable" in detail
+
+
+async def test_not_ready_while_the_spool_disk_is_full_and_influxdb_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    cfg = InfluxConfig(url=f"http://127.0.0.1:{free_port()}", db="cw", timeout=2)
+    async with InfluxWriter(cfg, SpoolConfig(), tmp_path / "spool", metrics()) as w:
+        # The spool module's open(): the rest of the process keeps the real one.
+        monkeypatch.setattr(spool_module, "open", disk_full, raising=False)
+        full = os.statvfs_result((4096, 4096, 1000, 0, 0, 1000, 900, 900, 0, 255))
+        monkeypatch.setattr(os, "statvfs", lambda path: full)
+        with pytest.raises(SinkUnavailable):
+            await asyncio.wait_for(w.write(fixes(10)), 10)
+        ready, detail = w.ready()
+        assert not ready and "No space left on device" in detail, detail
+        # Room again: the spool is probed, and the writer is ready without a new batch.
+        monkeypatch.undo()
+        await await_until(lambda: w.ready()[0], timeout=5, what="ready again")
+        await asyncio.wait_for(w.write(fixes(10)), 10)
+        assert len(w.spool) == 1
 
 
 async def test_readiness_asks_influxdb_first(
