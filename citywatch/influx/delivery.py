@@ -28,10 +28,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from citywatch.influx.client import WriteError
-from citywatch.models import Rejected
-
-REASON = "influx_refused"
-"""The dead-letter reason of a point InfluxDB refused (collectors/reject.py REASONS)."""
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -49,7 +45,6 @@ CAUSES = ("too_large", *dict.fromkeys(c for _, c in _CAUSES))
 """Every cause :func:`refusal_cause` can name."""
 
 _DROPPED = re.compile(r"dropped=(\d+)")
-_CITY = re.compile(r"[0-9]{6}")
 
 Send = Callable[[list[str], bytes | None], Awaitable[None]]
 """Sends lines in one request; the bytes, when given, are those lines already encoded."""
@@ -174,55 +169,3 @@ async def deliver(
             out.written += len(piece)
         encoded = None
     return out
-
-
-def series_of(line: str) -> tuple[str, dict[str, str]]:
-    """The measurement and tags of a line of line protocol, unescaped."""
-    parts: list[str] = []
-    cur: list[str] = []
-    i, n = 0, len(line)
-    while i < n:
-        c = line[i]
-        if c == "\\" and i + 1 < n:
-            cur.append(line[i + 1])
-            i += 2
-            continue
-        if c == " ":
-            break
-        if c == ",":
-            parts.append("".join(cur))
-            cur = []
-        else:
-            # Keep an unescaped "=" visible to the split below; an escaped one is data.
-            cur.append("\0" if c == "=" else c)
-        i += 1
-    parts.append("".join(cur))
-    tags: dict[str, str] = {}
-    for part in parts[1:]:
-        key, _, value = part.partition("\0")
-        tags[key.replace("\0", "=")] = value.replace("\0", "=")
-    return parts[0].replace("\0", "="), tags
-
-
-def refused_record(refusal: Refusal, now: float) -> Rejected | None:
-    """The dead letter of a refused line, or None for the record of an earlier refusal.
-
-    The record of a refusal is itself written to InfluxDB (``ingest_rejected``); when that
-    is refused too, it is counted but not dead-lettered again, which could go on for ever.
-    """
-    measurement, tags = series_of(refusal.line)
-    if measurement == "ingest_rejected" and tags.get("reason") == REASON:
-        return None
-    return Rejected(
-        kind=measurement or "unknown",
-        reason=REASON,
-        detail=f"{refusal.cause}: {refusal.message}",
-        # A point may combine several messages, and records from past the collector have
-        # none: the payload (the refused line) says what it was.
-        topic="",
-        received_at=now,
-        # The dead letter's topic names the city: only a valid code (else "unknown").
-        city=city if _CITY.fullmatch(city := tags.get("city", "")) else None,
-        # Tells the records of distinct lines apart (with received_at, see schema.py).
-        ref=zlib.crc32(refusal.line.encode()),
-    )

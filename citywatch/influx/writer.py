@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 
@@ -35,11 +35,13 @@ from citywatch.influx import delivery
 from citywatch.influx.client import InfluxClient, WriteError
 from citywatch.influx.condition import Condition
 from citywatch.influx.config import InfluxConfig, SpoolConfig
-from citywatch.influx.delivery import Outcome, Refusal
+from citywatch.influx.delivery import Outcome
+from citywatch.influx.health import InfluxHealth
 from citywatch.influx.metrics import WriterMetrics
+from citywatch.influx.refused import RefusedPoints, RejectSink
 from citywatch.influx.schema import to_line
 from citywatch.influx.spool import Spool, SpoolFull, SpoolUnwritable
-from citywatch.models import Record, Rejected
+from citywatch.models import Record
 from citywatch.sink import SinkUnavailable
 
 log = logging.getLogger(__name__)
@@ -51,17 +53,7 @@ PROBE_INTERVAL = 1.0
 the replay starts within about this long of InfluxDB answering again."""
 HEALTH_INTERVAL = 5.0
 """Without a write for this long, InfluxDB is pinged so that readiness stays true to it."""
-STALE_AFTER = 3 * HEALTH_INTERVAL
-"""An answer older than this no longer makes InfluxDB ready (the pings have stopped)."""
 BACKOFF_MIN = 0.2
-HELD_MAX = 10_000
-"""Dead letters kept while no dead-letter sink is attached yet (start-up); more are lost."""
-
-
-class RejectSink(Protocol):
-    """Takes dead letters (:class:`citywatch.deadletter.DeadLetters`)."""
-
-    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 class NotStored(SinkUnavailable):
@@ -93,30 +85,21 @@ class InfluxWriter:
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self.clock: Clock = clock or SystemClock()
-        self.rejects = rejects
+        self.refused = RefusedPoints(metrics, clock or SystemClock(), rejects)
         self.spool = Spool(spool_dir, spool_cfg.max_bytes, fsync=spool_cfg.fsync)
         self._current = _Batch()
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
         self._spooled = asyncio.Event()
         """The replayer has work: batches in the spool, or a spool not read yet."""
-        self._back = asyncio.Event()
-        """InfluxDB answered again (a /ping or a write) since the last failed write."""
         self._probe_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._session: aiohttp.ClientSession | None = None
         self.client: InfluxClient | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="influx-io")
-        self.last_error: str | None = None
         self.stats = {"written": 0, "spooled": 0, "replayed": 0, "dropped": 0, "unencodable": 0}
         self._probe_interval = min(PROBE_INTERVAL, cfg.retry_max)
-        # InfluxDB: whether its last answer (write or /ping) was good; None before any.
-        self._influx_ok: bool | None = None
-        self._answered_at = -float("inf")
-        self._unreachable = False
-        """The last failure got no answer at all (a /ping then says when it is back)."""
-        self._outage = Condition(time.monotonic)
+        self.health = InfluxHealth(self._behind, lambda: len(self.spool))
         self._spool_down = Condition(time.monotonic)
         self._spool_full = Condition(time.monotonic)
         self._replaying = Condition(time.monotonic)
@@ -126,9 +109,6 @@ class InfluxWriter:
         """The spool batch already written to InfluxDB whose file could not be removed yet:
         it is removed, not sent again. (After a restart it is sent again; identical points
         change nothing in InfluxDB.)"""
-        self._held: list[tuple[Rejected, bytes]] = []
-        self._held_lost = 0
-        self._refusals_logged: set[str] = set()
         self._update_spool_metrics()
         if self._behind():
             self._spooled.set()
@@ -161,8 +141,8 @@ class InfluxWriter:
             if not self._current.lines:
                 break
             await self.flush()
-        if self._held:
-            log.warning("%d dead letters of refused points not published", len(self._held))
+        if self.refused.held:
+            log.warning("%d dead letters of refused points not published", len(self.refused.held))
         await cancel_and_wait(self._tasks)
         if self._session is not None:
             await self._session.close()
@@ -174,10 +154,7 @@ class InfluxWriter:
 
     async def use_rejects(self, rejects: RejectSink) -> None:
         """Dead-letter refused points through ``rejects``, those refused until now first."""
-        self.rejects = rejects
-        held, self._held = self._held, []
-        for rejected, payload in held:
-            await rejects.reject(rejected, payload)
+        await self.refused.attach(rejects)
 
     # -- the sink -------------------------------------------------------------------
 
@@ -295,8 +272,7 @@ class InfluxWriter:
                         self._refused_size = len(body)
                     self._spool_refused(exc, sum(k for k, _ in bodies[i:]))
                 self._count("spooled", n)
-                if self._outage.active:
-                    self._outage.points += n
+                self.health.spooled(n)
                 self._spooled.set()
         finally:
             self._update_spool_metrics()
@@ -345,7 +321,8 @@ class InfluxWriter:
             lines, self._send, self.cfg.batch_size, self.cfg.max_body, body=body
         )
         if out.refused:
-            await self._refuse(out.refused)
+            self._count("dropped", len(out.refused))
+            await self.refused.take(out.refused)
         return out
 
     async def _send(self, lines: list[str], body: bytes | None) -> None:
@@ -360,90 +337,23 @@ class InfluxWriter:
             request_failed = delivery.refusal_cause(exc) is None
             self.metrics.failures.labels(str(request_failed).lower()).inc()
             if request_failed:
-                self._influx_failed(exc)
+                self.health.failed(exc, write=True)
+                self._probe_now.set()
             else:
                 # InfluxDB answered: the points are at fault, not InfluxDB.
-                self._influx_answered(write=True)
+                self.health.answered(write=True)
             raise
         self.metrics.latency.observe(time.perf_counter() - t0)
-        self._influx_answered(write=True)
-
-    def _influx_failed(self, exc: WriteError, *, write: bool = True) -> None:
-        self._influx_ok = False
-        self._unreachable = exc.status is None
-        self.last_error = str(exc)
-        self._back.clear()
-        if self._outage.begin(str(exc), events=1 if write else 0):
-            log.warning(
-                "cannot write to InfluxDB (%s): batches wait in the spool until it takes them",
-                exc,
-            )
-        else:
-            log.debug("InfluxDB still unavailable: %s", exc)
-        self._probe_now.set()
-
-    def _influx_answered(self, *, write: bool) -> None:
-        if not write and self._outage.active and not self._unreachable:
-            # /ping says InfluxDB is up, not that it takes writes (a missing database, a
-            # token it refuses): only a write ends this outage.
-            return
-        self._answered_at = time.monotonic()
-        self._back.set()
-        if not write and self._outage.active and self._behind():
-            # The replay, woken above, says whether writes go through.
-            return
-        self._influx_ok = True
-        self.last_error = None
-        ended = self._outage.end()
-        if ended is not None:
-            log.warning(
-                "InfluxDB takes writes again after %.1f s (%d failed writes, %d points "
-                "spooled meanwhile); %d batches to replay",
-                ended.seconds,
-                ended.events,
-                ended.points,
-                len(self.spool),
-            )
+        self.health.answered(write=True)
 
     async def _ping(self) -> None:
         assert self.client is not None
         try:
             await self.client.ping()
         except WriteError as exc:
-            self._influx_failed(exc, write=False)
+            self.health.failed(exc, write=False)
         else:
-            self._influx_answered(write=False)
-
-    async def _refuse(self, refusals: list[Refusal]) -> None:
-        """Count points InfluxDB refused and dead-letter them (``influx_refused``)."""
-        self._count("dropped", len(refusals))
-        now = self.clock.now()
-        for i, r in enumerate(refusals):
-            self.metrics.refused.labels(r.cause).inc()
-            if r.cause not in self._refusals_logged:
-                self._refusals_logged.add(r.cause)
-                log.warning(
-                    "InfluxDB refused a point (%s): %s. Refused points are dead-lettered "
-                    "(influx_refused) and counted in citywatch_write_refused_points_total"
-                    '{reason="%s"}, not logged again',
-                    r.cause,
-                    r.message,
-                    r.cause,
-                )
-            # A microsecond apart: the records of refusals made together are distinct points.
-            rejected = delivery.refused_record(r, now + i * 1e-6)
-            if rejected is None:
-                log.debug("InfluxDB refused the record of a refused point: %s", r.line)
-                continue
-            payload = r.line.encode()
-            if self.rejects is not None:
-                await self.rejects.reject(rejected, payload)
-            elif len(self._held) < HELD_MAX:
-                self._held.append((rejected, payload))
-            else:
-                self._held_lost += 1
-                if self._held_lost == 1:
-                    log.error("no dead-letter sink: dead letters of refused points are lost")
+            self.health.answered(write=False)
 
     # -- background -----------------------------------------------------------------
 
@@ -504,10 +414,10 @@ class InfluxWriter:
         return False
 
     async def _wait_to_retry(self, backoff: float) -> float:
-        if self._unreachable:
+        if self.health.unreachable:
             # No answer at all: the watch pings every PROBE_INTERVAL and wakes us.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._back.wait(), self.cfg.retry_max)
+                await asyncio.wait_for(self.health.back.wait(), self.cfg.retry_max)
             return backoff
         # InfluxDB answered with an error (5xx, 404 ...): back off.
         await asyncio.sleep(backoff)
@@ -526,10 +436,7 @@ class InfluxWriter:
     async def _watch(self) -> None:
         """Keep readiness true: ping InfluxDB, and probe the spool while it fails."""
         while True:
-            if self.client is not None and (
-                self._influx_ok is not True
-                or time.monotonic() - self._answered_at >= HEALTH_INTERVAL
-            ):
+            if self.client is not None and self.health.wanted(HEALTH_INTERVAL):
                 await self._ping()
             spool_failing = self.spool.error is not None or not self.spool.opened
             if spool_failing and await self._run_io(self.spool.probe):
@@ -539,7 +446,7 @@ class InfluxWriter:
                 if self._behind():
                     self._spooled.set()
             failing = (
-                self._influx_ok is False or self.spool.error is not None or not self.spool.opened
+                self.health.ok is False or self.spool.error is not None or not self.spool.opened
             )
             self._probe_now.clear()
             with contextlib.suppress(TimeoutError):
@@ -577,20 +484,16 @@ class InfluxWriter:
         the last few seconds) with nothing waiting in the spool, or the spool takes it."""
         if self.client is None:
             influx = "no InfluxDB configured (influx.url)"
-        elif self._influx_ok is None:
-            influx = "InfluxDB has not answered yet"
-        elif not self._influx_ok:
-            influx = f"InfluxDB unavailable ({self.last_error})"
-        elif (age := time.monotonic() - self._answered_at) > STALE_AFTER:
-            influx = f"InfluxDB has not answered for {age:.0f} s"
+        elif (problem := self.health.problem()) is not None:
+            influx = problem
         elif self._behind():
             influx = "InfluxDB ok, replaying the spool"
         else:
             return True, "influxdb ok"
-        problem = self._spool_problem()
-        if problem is None:
+        spool = self._spool_problem()
+        if spool is None:
             return True, f"spooling ({len(self.spool)} batches): {influx}"
-        return False, f"{influx}; spool {problem}"
+        return False, f"{influx}; spool {spool}"
 
     def _spool_problem(self) -> str | None:
         spool = self.spool

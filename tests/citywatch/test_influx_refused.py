@@ -8,6 +8,7 @@ neither; live and replayed from the spool alike.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from collections.abc import Callable
@@ -15,20 +16,23 @@ from pathlib import Path
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
 from citywatch.app import Service
 from citywatch.influx import delivery
 from citywatch.influx.client import WriteError
 from citywatch.influx.config import InfluxConfig, SpoolConfig
-from citywatch.influx.delivery import chunks, refusal_cause, refused_record, series_of
+from citywatch.influx.delivery import Refusal, chunks, refusal_cause
 from citywatch.influx.metrics import WriterMetrics
+from citywatch.influx.refused import refused_record, series_of
 from citywatch.influx.writer import InfluxWriter
 from citywatch.models import Fix, Heartbeat, Rejected
 from tests.helpers import Listener, Publisher, await_until, settings_for
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
+DEADLETTER_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "deadletter.json"
 BASE = int(time.time()) - 3600
 
 Key = tuple[str, int]
@@ -120,7 +124,10 @@ async def test_points_over_max_values_per_tag_are_dead_lettered_and_the_rest_sto
         assert len(letters) == len(refused), "one dead letter per refused point"
         assert accepted | {key_of(d, i) for d in known for i in range(5)} == in_influx
         assert not refused & in_influx
+        schema = json.loads(DEADLETTER_SCHEMA.read_text(encoding="utf-8"))
+        validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
         for _, doc in letters:
+            validator.validate(doc)
             assert doc["reason"] == "influx_refused"
             assert "max-values-per-tag limit exceeded" in str(doc["detail"])
             assert str(doc["detail"]).startswith("max_values_per_tag: ")
@@ -272,14 +279,14 @@ def test_series_of_unescapes_measurement_and_tags() -> None:
 
 
 def test_the_record_of_a_refused_point_is_not_dead_lettered_again() -> None:
-    first = delivery.Refusal("gps,city=321200,device=d lat=1.0 1", "field_type_conflict", "x")
+    first = Refusal("gps,city=321200,device=d lat=1.0 1", "field_type_conflict", "x")
     rec = refused_record(first, 1.0)
     assert rec is not None and rec.kind == "gps" and rec.city == "321200"
     from citywatch.influx.schema import to_line
 
-    again = delivery.Refusal(to_line(rec), "field_type_conflict", "y")
+    again = Refusal(to_line(rec), "field_type_conflict", "y")
     assert refused_record(again, 2.0) is None
     # Only a valid city code names a topic.
-    odd = delivery.Refusal("gps,city=a/+,device=d lat=1.0 1", "other", "x")
+    odd = Refusal("gps,city=a/+,device=d lat=1.0 1", "other", "x")
     rec = refused_record(odd, 1.0)
     assert rec is not None and rec.city is None
