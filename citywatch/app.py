@@ -81,6 +81,7 @@ class Service:
         self.source: MqttSource | None = None
         self.collector: Collector | None = None
         self.publisher: MqttPublisher | None = None
+        self.refused: DeadLetters | None = None
         self.rules: dict[str, Any] = {}
         self.alerting: Alerting | None = None
         self.push: MqttPush | None = None
@@ -116,8 +117,16 @@ class Service:
             self.roster = start_roster(s.devices.roster_file)
             # The writer stores ingest (collector) and alert history (rules) alike.
             self.writer = await self._stack.enter_async_context(
-                InfluxWriter(s.influx, s.spool, data / "spool", WriterMetrics(self.registry))
+                InfluxWriter(
+                    s.influx,
+                    s.spool,
+                    data / "spool",
+                    WriterMetrics(self.registry),
+                    clock=self.clock,
+                )
             )
+            # Pushed here so that it runs after the collector stops and before the writer.
+            self._stack.push_async_callback(self._close_refused)
             self.checks["storage"] = self.writer.ready
             sinks: list[Sink] = [self.writer] if ingest else []
             # The API's board of handhelds is fed like the rules, and feeds the stream.
@@ -129,7 +138,21 @@ class Service:
                 sinks += await self._start_rules(client_id)
             sinks += self.extra_sinks
             await self._start_collector(client_id, FanOut(*sinks))
+            await self._dead_letter_refused()
         await self._start_http()
+
+    async def _dead_letter_refused(self) -> None:
+        """Points InfluxDB refuses are dead-lettered (``influx_refused``), like case events."""
+        assert self.writer is not None and self.source is not None
+        s = self.settings
+        self.refused = DeadLetters(
+            self.publisher or self.source, self.writer, s.mqtt.topic_root, s.ingest.deadletter_max
+        )
+        await self.writer.use_rejects(self.refused)
+
+    async def _close_refused(self) -> None:
+        if self.refused is not None:
+            await self.refused.aclose()
 
     async def _start_rules(self, client_id: str) -> list[Sink]:
         s = self.settings

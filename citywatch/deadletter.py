@@ -1,7 +1,8 @@
 """The dead-letter message: why a message was refused, with (a bounded copy of) it.
 
 The collector publishes dead letters for messages it cannot decode; later
-stages (the case rule's impossible transitions) use :class:`DeadLetters`.
+stages (the case rule's impossible transitions, alerting's refused acknowledgements,
+the InfluxDB writer's refused points) use :class:`DeadLetters`.
 
 A message yields at most one dead letter, of bounded size: a GPS array with
 refused fixes yields one that counts them by reason and details the first
@@ -15,17 +16,24 @@ import asyncio
 import base64
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 
 from citywatch.models import Rejected
-from citywatch.publisher import MqttPublisher
 from citywatch.sink import Sink
 
 MAX_ELEMENTS = 10
 """How many refused elements of one message a dead letter details (``elements``)."""
 MAX_ELEMENT_DETAIL = 200
 """Characters of each detailed element's ``detail`` kept."""
+
+
+class Publishes(Protocol):
+    """Queues a message for the broker: :class:`citywatch.publisher.MqttPublisher`, or the
+    collector's own connection."""
+
+    def publish(self, topic: str, payload: bytes) -> object: ...
 
 
 def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
@@ -96,9 +104,7 @@ def _letter(
 class DeadLetters:
     """Refused observations from stages past the collector: published and recorded."""
 
-    def __init__(
-        self, publisher: MqttPublisher, store: Sink, topic_root: str, max_bytes: int
-    ) -> None:
+    def __init__(self, publisher: Publishes, store: Sink, topic_root: str, max_bytes: int) -> None:
         self.publisher = publisher
         self.store = store
         self.topic_root = topic_root

@@ -10,6 +10,9 @@ receiver who was not told of the alert).
 ``unknown_device`` and ``roster_mismatch`` come from the collector's register
 of handhelds (:mod:`collectors.admission`): data from a handheld it does not
 take, and a shift start whose officer, lead or device the roster contradicts.
+``influx_refused`` comes from the InfluxDB writer: a point InfluxDB refused to
+store (a field type conflict, a tag over ``max-values-per-tag``, a line it cannot
+parse, a point beyond the retention policy).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ REASONS: Final = (
     "internal_error",
     "impossible_transition",
     "ack_refused",
+    "influx_refused",
 )
 
 

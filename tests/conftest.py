@@ -58,9 +58,13 @@ def make_mosquitto(tmp_path: Path) -> Iterator[Callable[[], Mosquitto]]:
 
 
 @pytest.fixture
-def make_influx(tmp_path: Path) -> Iterator[Callable[[], Influx]]:
-    """Factory for private, started InfluxDB servers that a test may stop, kill or restart."""
+def make_influx(tmp_path: Path) -> Iterator[Callable[..., Influx]]:
+    """Factory for private, started InfluxDB servers that a test may stop, kill or restart.
+
+    Keyword arguments go to :class:`tests.services.Influx`, e.g.
+    ``make_influx(settings={"http": ["max-body-size = 20000"]})``.
+    """
     _require("influxd")
     with contextlib.ExitStack() as stack:
         counter = itertools.count()
-        yield lambda: stack.enter_context(Influx(tmp_path / f"influx-{next(counter)}"))
+        yield lambda **kw: stack.enter_context(Influx(tmp_path / f"influx-{next(counter)}", **kw))

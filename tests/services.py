@@ -295,10 +295,12 @@ class Influx(_Service):
     start_timeout = 20.0
     stop_timeout = 30.0
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, settings: dict[str, list[str]] | None = None) -> None:
         super().__init__(workdir)
         self.conf_path = self.workdir / "influxdb.conf"
         self._rpc_port = free_port()
+        self.settings = {k: list(v) for k, v in (settings or {}).items()}
+        """Extra lines per section (``data``, ``http``), e.g. ``max-body-size = 20000``."""
 
     @property
     def url(self) -> str:
@@ -307,6 +309,10 @@ class Influx(_Service):
 
     def _write_config(self) -> list[str]:
         root = self.workdir
+        extra = {k: "".join(f"  {line}\n" for line in v) for k, v in self.settings.items()}
+        unknown = set(extra) - {"data", "http"}
+        if unknown:
+            raise ValueError(f"no extra settings for section(s) {sorted(unknown)}")
         self.conf_path.write_text(
             f"""\
 # Debian's influxd 1.6 reads `reporting-enabled`; upstream builds read
@@ -323,11 +329,11 @@ bind-address = "127.0.0.1:{self._rpc_port}"
   dir = "{root / "data"}"
   wal-dir = "{root / "wal"}"
   query-log-enabled = false
-
+{extra.get("data", "")}
 [http]
   bind-address = "127.0.0.1:{self._port}"
   log-enabled = false
-
+{extra.get("http", "")}
 # The _internal statistics database would show up in SHOW DATABASES and cost writes.
 [monitor]
   store-enabled = false

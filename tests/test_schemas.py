@@ -46,7 +46,7 @@ CONTRACT_ENUMS: dict[tuple[str, str], set[Any]] = {
         "out_of_range", "bad_timestamp", "future_timestamp", "stale_timestamp",
         "unknown_topic", "bad_id", "unknown_value", "too_many_fixes", "unknown_device",
         "roster_mismatch", "unsupported_type", "internal_error", "impossible_transition",
-        "ack_refused",
+        "ack_refused", "influx_refused",
     },
     ("deadletter.json", "/properties/payload_encoding/enum"): {"utf-8", "base64"},
     ("alert-push.json", "/properties/severity/enum"): {"yellow", "red", "critical"},

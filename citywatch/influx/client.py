@@ -16,12 +16,18 @@ from citywatch.influx.config import InfluxConfig
 
 
 class WriteError(Exception):
-    """A write failed; ``retryable`` says whether sending it again may succeed."""
+    """A write failed; ``retryable`` says whether sending it again may succeed.
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    ``detail`` is InfluxDB's own message when it answered (``partial write: ...``).
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool, status: int | None = None, detail: str = ""
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        self.detail = detail or message
 
 
 class QueryError(Exception):
@@ -49,10 +55,17 @@ class InfluxClient:
             self._write_url = f"{base}/write"
             self._write_params = {"db": cfg.db, "precision": "ns"}
         self._query_url = f"{base}/query"
+        self._ping_url = f"{base}/ping"
         self._timeout = aiohttp.ClientTimeout(total=cfg.timeout)
+        # A probe must not hang for a whole write timeout on a host that drops packets.
+        self._ping_timeout = aiohttp.ClientTimeout(total=min(cfg.timeout, 2.0))
 
     async def write(self, body: bytes, *, gzipped: bool) -> None:
-        """POST one batch. 5xx, 401/403/404 and network errors are retryable; 400/413 not."""
+        """POST one batch. 5xx, 401/403/404/429 and network errors are retryable; others not.
+
+        A 400 names what InfluxDB refused (a point or the whole request) and a 413 a body
+        over its limit; :mod:`citywatch.influx.delivery` tells them apart.
+        """
         headers = dict(self._headers)
         headers["Content-Type"] = "text/plain; charset=utf-8"
         if gzipped:
@@ -67,7 +80,7 @@ class InfluxClient:
             ) as resp:
                 if resp.status < 300:
                     return
-                text = (await resp.text(errors="replace"))[:300]
+                text = _error_text(await resp.read())
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise WriteError(
                 f"InfluxDB unreachable: {exc or type(exc).__name__}", retryable=True
@@ -75,8 +88,30 @@ class InfluxClient:
         # 401/403/404 are configuration problems an operator fixes; keep the data meanwhile.
         retryable = resp.status >= 500 or resp.status in (401, 403, 404, 429)
         raise WriteError(
-            f"InfluxDB answered {resp.status}: {text}", retryable=retryable, status=resp.status
+            f"InfluxDB answered {resp.status}: {text}",
+            retryable=retryable,
+            status=resp.status,
+            detail=text,
         )
+
+    async def ping(self) -> None:
+        """``GET /ping`` (1.x and 2.x): raises :class:`WriteError` unless InfluxDB answers 2xx.
+
+        It says InfluxDB is up, not that a write would be accepted (database, token).
+        """
+        try:
+            async with self.session.get(
+                self._ping_url, headers=self._headers, timeout=self._ping_timeout
+            ) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise WriteError(
+                f"InfluxDB unreachable: {exc or type(exc).__name__}", retryable=True
+            ) from None
+        if resp.status >= 300:
+            raise WriteError(
+                f"InfluxDB answered {resp.status} to /ping", retryable=True, status=resp.status
+            )
 
     async def query(
         self, q: str, *, db: str | None = None, method: str = "GET"
@@ -108,3 +143,16 @@ class InfluxClient:
             return
         name = self.cfg.db.replace("\\", "\\\\").replace('"', '\\"')
         await self.query(f'CREATE DATABASE "{name}"', method="POST")
+
+
+def _error_text(raw: bytes) -> str:
+    """InfluxDB's message: ``{"error": ...}`` (1.x), ``{"message": ...}`` (2.x), or the text."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict):
+        msg = doc.get("error") or doc.get("message")
+        if isinstance(msg, str) and msg:
+            return msg[:1000]
+    return raw[:1000].decode(errors="replace").strip()

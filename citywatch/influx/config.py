@@ -20,6 +20,9 @@ class InfluxConfig:
     timeout: float = duration(10.0)
     batch_size: int = 5000
     flush_interval: float = duration(1.0)
+    max_body: int = size(8 * 1024**2)
+    """Most bytes of line protocol (before gzip) in one write request; InfluxDB 1.x refuses
+    bodies over its ``max-body-size`` (25 MB by default) with 413."""
     gzip: bool = True
     create_db: bool = True
     retry_max: float = duration(30.0)
@@ -37,6 +40,8 @@ class InfluxConfig:
             )
         if not 1 <= self.batch_size <= 100_000:
             raise ConfigError(f"{prefix}.batch_size", "must be between 1 and 100000")
+        if not 1024 <= self.max_body <= 1024**3:
+            raise ConfigError(f"{prefix}.max_body", "must be between 1KiB and 1GiB")
         if self.flush_interval <= 0:
             raise ConfigError(f"{prefix}.flush_interval", "must be positive")
 

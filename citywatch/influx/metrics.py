@@ -11,15 +11,24 @@ class WriterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.batches = Counter(
             "citywatch_write_batches",
-            "Batches by outcome: written (straight to InfluxDB), spooled, replayed, dropped",
+            "Batches by outcome: written (straight to InfluxDB), spooled, replayed, dropped "
+            "(holding points InfluxDB refused), corrupt (a spool file that is not line protocol)",
             ["outcome"],
             registry=registry,
         )
         self.points = Counter(
             "citywatch_write_points",
-            "Points by outcome: written, spooled, dropped (refused by InfluxDB as invalid), "
-            "unencodable (a record that could not be turned into line protocol)",
+            "Points by outcome: written, spooled, replayed, dropped (refused by InfluxDB, "
+            "dead-lettered), unencodable (a record that could not be turned into line protocol)",
             ["outcome"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "citywatch_write_refused_points",
+            "Points InfluxDB refused, dead-lettered with reason influx_refused, by InfluxDB's "
+            "reason: max_values_per_tag, max_series_per_database, field_type_conflict, "
+            "beyond_retention, unparsable, too_large, other",
+            ["reason"],
             registry=registry,
         )
         self.latency = Histogram(

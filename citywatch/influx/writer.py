@@ -1,35 +1,59 @@
-"""The InfluxDB writer: a sink that batches, compresses, writes, and spools on failure.
+"""The InfluxDB writer: a sink that batches, writes, and spools what InfluxDB cannot take now.
 
-Batches are cut by size (``batch_size`` points) or age (``flush_interval``),
-written in order by one flusher, and each caller's ``write`` returns once its
-points are in InfluxDB or in the spool. While the spool holds anything, new
-batches join its tail, so replay keeps the original order.
+Batches are cut by size (``batch_size`` points or ``max_body`` bytes) or age
+(``flush_interval``) and written in order by one flusher, in requests capped the
+same way (:mod:`citywatch.influx.delivery`). Each caller's ``write`` returns once
+its points are in InfluxDB, in the spool, or refused by InfluxDB and dead-lettered
+(reason ``influx_refused``). While the spool holds anything, new batches join its
+tail, so replay keeps the original order. What can be stored nowhere raises
+:class:`NotStored`: the collector then keeps the messages unacknowledged in the
+broker.
+
+Conditions (InfluxDB unavailable, the spool full or failing) are logged once
+when they start and once when they end, with counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
-import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 
 from citywatch.aio import cancel_and_wait
+from citywatch.clock import Clock, SystemClock
+from citywatch.influx import delivery
 from citywatch.influx.client import InfluxClient, WriteError
+from citywatch.influx.condition import Condition
 from citywatch.influx.config import InfluxConfig, SpoolConfig
+from citywatch.influx.delivery import Outcome
+from citywatch.influx.health import InfluxHealth
 from citywatch.influx.metrics import WriterMetrics
+from citywatch.influx.refused import RefusedPoints, RejectSink
 from citywatch.influx.schema import to_line
-from citywatch.influx.spool import Spool, SpoolFull
+from citywatch.influx.spool import Spool, SpoolFull, SpoolUnwritable
 from citywatch.models import Record
 from citywatch.sink import SinkUnavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PROBE_INTERVAL = 1.0
+"""Seconds between probes of InfluxDB (``/ping``) and of the spool while either fails:
+the replay starts within about this long of InfluxDB answering again."""
+HEALTH_INTERVAL = 5.0
+"""Without a write for this long, InfluxDB is pinged so that readiness stays true to it."""
+BACKOFF_MIN = 0.2
 
 
 class NotStored(SinkUnavailable):
@@ -39,12 +63,15 @@ class NotStored(SinkUnavailable):
 @dataclass
 class _Batch:
     lines: list[str] = field(default_factory=list)
+    size: int = 0
     done: asyncio.Future[None] | None = None
-    created: float = field(default_factory=time.monotonic)
 
 
 class InfluxWriter:
-    """A :class:`citywatch.sink.Sink` that stores records in InfluxDB, or the spool."""
+    """A :class:`citywatch.sink.Sink` that stores records in InfluxDB, or the spool.
+
+    Points InfluxDB refuses go to ``rejects`` as dead letters (see :meth:`use_rejects`).
+    """
 
     def __init__(
         self,
@@ -52,23 +79,41 @@ class InfluxWriter:
         spool_cfg: SpoolConfig,
         spool_dir: Path,
         metrics: WriterMetrics,
+        *,
+        clock: Clock | None = None,
+        rejects: RejectSink | None = None,
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics
+        self.refused = RefusedPoints(metrics, clock or SystemClock(), rejects)
         self.spool = Spool(spool_dir, spool_cfg.max_bytes, fsync=spool_cfg.fsync)
         self._current = _Batch()
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
         self._spooled = asyncio.Event()
+        """The replayer has work: batches in the spool, or a spool not read yet."""
+        self._probe_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._session: aiohttp.ClientSession | None = None
         self.client: InfluxClient | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="influx-io")
-        self.last_error: str | None = None
         self.stats = {"written": 0, "spooled": 0, "replayed": 0, "dropped": 0, "unencodable": 0}
+        self._probe_interval = min(PROBE_INTERVAL, cfg.retry_max)
+        self.health = InfluxHealth(self._behind, lambda: len(self.spool))
+        self._spool_down = Condition(time.monotonic)
+        self._spool_full = Condition(time.monotonic)
+        self._replaying = Condition(time.monotonic)
+        self._refused_size = 0
+        """Bytes of the last batch over the spool's size limit; 0 once one fits again."""
+        self._sent: int | None = None
+        """The spool batch already written to InfluxDB whose file could not be removed yet:
+        it is removed, not sent again. (After a restart it is sent again; identical points
+        change nothing in InfluxDB.)"""
         self._update_spool_metrics()
-        if len(self.spool):
+        if self._behind():
             self._spooled.set()
+        if self.spool.error is not None:
+            self._spool_failing(self.spool.error)
 
     async def __aenter__(self) -> InfluxWriter:
         if self.cfg.url:
@@ -80,6 +125,7 @@ class InfluxWriter:
             log.warning("no InfluxDB configured (influx.url): every batch waits in the spool")
         self._tasks.append(asyncio.create_task(self._flusher(), name="influx-flush"))
         self._tasks.append(asyncio.create_task(self._replayer(), name="influx-replay"))
+        self._tasks.append(asyncio.create_task(self._watch(), name="influx-watch"))
         return self
 
     async def __aexit__(
@@ -89,6 +135,14 @@ class InfluxWriter:
         tb: TracebackType | None,
     ) -> None:
         await self.flush()
+        for _ in range(3):
+            # Dead letters of points refused in that flush write their records here.
+            await asyncio.sleep(0)
+            if not self._current.lines:
+                break
+            await self.flush()
+        if self.refused.held:
+            log.warning("%d dead letters of refused points not published", len(self.refused.held))
         await cancel_and_wait(self._tasks)
         if self._session is not None:
             await self._session.close()
@@ -97,6 +151,10 @@ class InfluxWriter:
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         return [t for t in self._tasks if t.get_name() != "influx-create-db"]
+
+    async def use_rejects(self, rejects: RejectSink) -> None:
+        """Dead-letter refused points through ``rejects``, those refused until now first."""
+        await self.refused.attach(rejects)
 
     # -- the sink -------------------------------------------------------------------
 
@@ -118,7 +176,8 @@ class InfluxWriter:
         if batch.done is None:
             batch.done = asyncio.get_running_loop().create_future()
         batch.lines.extend(lines)
-        if len(batch.lines) >= self.cfg.batch_size:
+        batch.size += sum(map(len, lines)) + len(lines)
+        if len(batch.lines) >= self.cfg.batch_size or batch.size >= self.cfg.max_body:
             self._cut()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.cfg.flush_interval, self._cut)
@@ -138,14 +197,10 @@ class InfluxWriter:
             self._current = _Batch()
             self._queue.put_nowait(batch)
 
-    # -- background -----------------------------------------------------------------
+    # -- storing a batch ------------------------------------------------------------
 
-    def _encode(self, lines: list[str]) -> bytes:
-        body = "\n".join(lines).encode()
-        return zlib.compress(body, 1, wbits=31) if self.cfg.gzip else body
-
-    async def _run_io(self, fn: object, *args: object) -> object:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)  # type: ignore[arg-type]
+    async def _run_io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def _flusher(self) -> None:
         while True:
@@ -157,83 +212,251 @@ class InfluxWriter:
 
     async def _store(self, batch: _Batch) -> None:
         assert batch.done is not None
-        n = len(batch.lines)
-        body: bytes = await self._run_io(self._encode, batch.lines)  # type: ignore[assignment]
-        if self.client is not None and not len(self.spool):
-            try:
-                await self._send(body)
-            except WriteError as exc:
-                if not exc.retryable:
-                    self._dropped(n, exc)
-                    batch.done.set_result(None)
-                    return
-            else:
-                self._count("written", n)
-                batch.done.set_result(None)
-                return
         try:
-            await self._run_io(self.spool.append, body)
-        except SpoolFull as exc:
-            self.metrics.spool_full.inc()
-            self.last_error = str(exc)
-            log.error("batch of %d points not stored: %s", n, exc)
-            batch.done.set_exception(NotStored(str(exc)))
-            return
-        self._count("spooled", n)
-        self._update_spool_metrics()
-        self._spooled.set()
-        batch.done.set_result(None)
+            await self._store_lines(batch.lines)
+        except NotStored as exc:
+            batch.done.set_exception(exc)
+        except Exception as exc:
+            # A bug: the callers must not wait for ever (the task ending stops the service).
+            batch.done.set_exception(exc)
+            raise
+        else:
+            batch.done.set_result(None)
 
-    async def _send(self, body: bytes) -> None:
+    def _behind(self) -> bool:
+        """Whether older batches wait in the spool (or may: one that could not be read)."""
+        return bool(len(self.spool)) or not self.spool.opened
+
+    async def _store_lines(self, lines: list[str]) -> None:
+        if self.client is not None and not self._behind():
+            out = await self._deliver(lines)
+            if out.written:
+                self._count("written", out.written)
+            if out.error is None:
+                self._spool_full_ended()
+                return
+            lines = out.pending
+        await self._spool_lines(lines)
+        self._spool_full_ended()
+
+    def _spool_full_ended(self) -> None:
+        """A batch was stored: if the spool was full until now, that condition is over."""
+        ended = self._spool_full.end()
+        if ended is not None:
+            log.warning(
+                "batches are stored again after %.1f s of a full spool; %d batches (%d points) "
+                "were left unacknowledged with the broker meanwhile",
+                ended.seconds,
+                ended.events,
+                ended.points,
+            )
+
+    async def _spool_lines(self, lines: list[str]) -> None:
+        """Store lines in the spool in batches capped like writes; raise NotStored if not."""
+        bodies = await self._run_io(self._encode_chunks, lines)
+        size = sum(len(body) for _, body in bodies)
+        try:
+            if not self.spool.fits(size):
+                self._refused_size = size
+                self._spool_refused(
+                    SpoolFull(
+                        f"spool holds {self.spool.bytes} bytes, limit {self.spool.max_bytes}"
+                    ),
+                    len(lines),
+                )
+            for i, (n, body) in enumerate(bodies):
+                try:
+                    await self._run_io(self.spool.append, body)
+                except SpoolFull as exc:
+                    if not isinstance(exc, SpoolUnwritable):
+                        self._refused_size = len(body)
+                    self._spool_refused(exc, sum(k for k, _ in bodies[i:]))
+                self._count("spooled", n)
+                self.health.spooled(n)
+                self._spooled.set()
+        finally:
+            self._update_spool_metrics()
+        self._refused_size = 0
+        self._spool_works()
+
+    def _encode_chunks(self, lines: list[str]) -> list[tuple[int, bytes]]:
+        parts = delivery.chunks(lines, self.cfg.batch_size, self.cfg.max_body)
+        return [(len(part), delivery.encode(part, self.cfg.gzip)) for part in parts]
+
+    def _spool_refused(self, exc: SpoolFull, points: int) -> NoReturn:
+        """Count and report a batch the spool did not take, then raise NotStored."""
+        self.metrics.spool_full.inc()
+        if isinstance(exc, SpoolUnwritable):
+            self._spool_failing(str(exc), points)
+        elif self._spool_full.begin(str(exc), points=points):
+            log.error(
+                "spool full (%s): new data stays unacknowledged in the broker until there is room",
+                exc,
+            )
+        raise NotStored(str(exc))
+
+    def _spool_failing(self, error: str, points: int = 0) -> None:
+        if self._spool_down.begin(error, points=points):
+            log.error(
+                "%s: new data stays unacknowledged in the broker until the spool works again",
+                error,
+            )
+        self._probe_now.set()
+
+    def _spool_works(self) -> None:
+        ended = self._spool_down.end()
+        if ended is not None:
+            log.warning(
+                "the spool works again after %.1f s (%d failed operations; %d points were left "
+                "unacknowledged with the broker meanwhile)",
+                ended.seconds,
+                ended.events,
+                ended.points,
+            )
+
+    # -- talking to InfluxDB --------------------------------------------------------
+
+    async def _deliver(self, lines: list[str], body: bytes | None = None) -> Outcome:
+        out = await delivery.deliver(
+            lines, self._send, self.cfg.batch_size, self.cfg.max_body, body=body
+        )
+        if out.refused:
+            self._count("dropped", len(out.refused))
+            await self.refused.take(out.refused)
+        return out
+
+    async def _send(self, lines: list[str], body: bytes | None) -> None:
         assert self.client is not None
+        if body is None:
+            body = await self._run_io(delivery.encode, lines, self.cfg.gzip)
         t0 = time.perf_counter()
         try:
-            await self.client.write(body, gzipped=self.cfg.gzip)
+            # Told by its first bytes: a spool file keeps the form it was written in.
+            await self.client.write(body, gzipped=body[:2] == delivery.GZIP_MAGIC)
         except WriteError as exc:
-            self.metrics.failures.labels(str(exc.retryable).lower()).inc()
-            if self.last_error != str(exc):
-                log.warning("write failed: %s", exc)
-            self.last_error = str(exc)
+            request_failed = delivery.refusal_cause(exc) is None
+            self.metrics.failures.labels(str(request_failed).lower()).inc()
+            if request_failed:
+                self.health.failed(exc, write=True)
+                self._probe_now.set()
+            else:
+                # InfluxDB answered: the points are at fault, not InfluxDB.
+                self.health.answered(write=True)
             raise
         self.metrics.latency.observe(time.perf_counter() - t0)
-        self.last_error = None
+        self.health.answered(write=True)
 
-    def _dropped(self, n: int, exc: WriteError) -> None:
-        # A 400 is InfluxDB refusing points as invalid (e.g. a field type conflict);
-        # sending it again cannot succeed. InfluxDB 1.x still stores the valid points.
-        log.error("InfluxDB refused a batch of %d points: %s", n, exc)
-        self._count("dropped", n)
+    async def _ping(self) -> None:
+        assert self.client is not None
+        try:
+            await self.client.ping()
+        except WriteError as exc:
+            self.health.failed(exc, write=False)
+        else:
+            self.health.answered(write=False)
+
+    # -- background -----------------------------------------------------------------
 
     async def _replayer(self) -> None:
-        backoff = 0.2
+        backoff = BACKOFF_MIN
         while True:
             await self._spooled.wait()
             if self.client is None:
                 self._spooled.clear()
                 continue
-            head = self.spool.peek()
-            if head is None:
-                self._spooled.clear()
-                self._update_spool_metrics()
-                continue
-            seq, body = head
             try:
-                await self._send(body)
-            except WriteError as exc:
-                if exc.retryable:
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self.cfg.retry_max)
+                head = await self._run_io(self.spool.peek)
+                if head is None:
+                    self._spooled.clear()
+                    self._update_spool_metrics()
+                    self._drained()
                     continue
-                self._dropped(0, exc)
-            else:
-                self._count("replayed", 0)
-                backoff = 0.2
-            await self._run_io(self.spool.remove, seq)
+                seq, body = head
+                if seq != self._sent:
+                    if not await self._replay(seq, body):
+                        backoff = await self._wait_to_retry(backoff)
+                        continue
+                    backoff = BACKOFF_MIN
+                    self._sent = seq
+                await self._run_io(self.spool.remove, seq)
+            except SpoolUnwritable as exc:
+                # A batch already written is remembered in _sent: removed, not sent again.
+                self._spool_failing(str(exc))
+                await asyncio.sleep(self._probe_interval)
+                continue
+            self._sent = None
+            self._spool_works()
             self._update_spool_metrics()
+
+    async def _replay(self, seq: int, body: bytes) -> bool:
+        """Write one spool batch; False when InfluxDB failed and it must be tried again."""
+        try:
+            lines, plain = await self._run_io(delivery.decode, body)
+        except ValueError as exc:
+            path = await self._run_io(self.spool.quarantine, seq)
+            log.error("spool file %s is not line protocol (%s): set aside, not replayed", path, exc)
+            self._count("corrupt", 0)
+            return True
+        # Batches spooled before writes were capped may need splitting.
+        fits = len(lines) <= self.cfg.batch_size and plain <= self.cfg.max_body
+        out = await self._deliver(lines, body if fits else None)
+        # A batch counts once, when it is done; its points as they are written.
+        self._count("replayed", out.written, batch=out.error is None)
+        self._replaying.begin("", events=int(out.error is None), points=out.written)
+        if out.error is None:
+            return True
+        if out.written or out.refused:
+            # Keep only what is left: the retry sends less and dead-letters nothing twice.
+            rest = await self._run_io(delivery.encode, out.pending, self.cfg.gzip)
+            with contextlib.suppress(SpoolUnwritable):
+                await self._run_io(self.spool.rewrite, seq, rest)
+            self._update_spool_metrics()
+        return False
+
+    async def _wait_to_retry(self, backoff: float) -> float:
+        if self.health.unreachable:
+            # No answer at all: the watch pings every PROBE_INTERVAL and wakes us.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.health.back.wait(), self.cfg.retry_max)
+            return backoff
+        # InfluxDB answered with an error (5xx, 404 ...): back off.
+        await asyncio.sleep(backoff)
+        return min(backoff * 2, self.cfg.retry_max)
+
+    def _drained(self) -> None:
+        ended = self._replaying.end()
+        if ended is not None:
+            log.info(
+                "spool replayed: %d batches, %d points in %.1f s",
+                ended.events,
+                ended.points,
+                ended.seconds,
+            )
+
+    async def _watch(self) -> None:
+        """Keep readiness true: ping InfluxDB, and probe the spool while it fails."""
+        while True:
+            if self.client is not None and self.health.wanted(HEALTH_INTERVAL):
+                await self._ping()
+            spool_failing = self.spool.error is not None or not self.spool.opened
+            if spool_failing and await self._run_io(self.spool.probe):
+                if self._sent is None:
+                    # (A removal still to do ends it when it succeeds.)
+                    self._spool_works()
+                if self._behind():
+                    self._spooled.set()
+            failing = (
+                self.health.ok is False or self.spool.error is not None or not self.spool.opened
+            )
+            self._probe_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._probe_now.wait(), self._probe_interval if failing else HEALTH_INTERVAL
+                )
 
     async def _create_db(self) -> None:
         assert self.client is not None
-        backoff = 0.2
+        backoff = BACKOFF_MIN
         while True:
             try:
                 await self.client.create_database()
@@ -243,8 +466,9 @@ class InfluxWriter:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.cfg.retry_max)
 
-    def _count(self, outcome: str, points: int) -> None:
-        self.metrics.batches.labels(outcome).inc()
+    def _count(self, outcome: str, points: int, *, batch: bool = True) -> None:
+        if batch:
+            self.metrics.batches.labels(outcome).inc()
         if points:
             self.metrics.points.labels(outcome).inc(points)
             self.stats[outcome] += points
@@ -256,9 +480,27 @@ class InfluxWriter:
     # -- readiness ------------------------------------------------------------------
 
     def ready(self) -> tuple[bool, str]:
-        """Whether new batches can be stored: InfluxDB answering, or the spool writable."""
-        if self.client is not None and self.last_error is None and not len(self.spool):
+        """Whether a batch would be stored now: InfluxDB took the last write or /ping (in
+        the last few seconds) with nothing waiting in the spool, or the spool takes it."""
+        if self.client is None:
+            influx = "no InfluxDB configured (influx.url)"
+        elif (problem := self.health.problem()) is not None:
+            influx = problem
+        elif self._behind():
+            influx = "InfluxDB ok, replaying the spool"
+        else:
             return True, "influxdb ok"
-        if self.spool.writable():
-            return True, f"spooling ({len(self.spool)} batches): {self.last_error or 'no InfluxDB'}"
-        return False, f"InfluxDB unavailable ({self.last_error}) and spool not writable"
+        spool = self._spool_problem()
+        if spool is None:
+            return True, f"spooling ({len(self.spool)} batches): {influx}"
+        return False, f"{influx}; spool {spool}"
+
+    def _spool_problem(self) -> str | None:
+        spool = self.spool
+        if spool.error is not None or not spool.opened:
+            return f"not writable ({spool.error})"
+        if spool.bytes + max(self._refused_size, 1) > spool.max_bytes:
+            return f"full ({spool.bytes} of {spool.max_bytes} bytes)"
+        if not os.access(spool.dir, os.W_OK):
+            return f"not writable ({spool.dir}: permission denied)"
+        return None

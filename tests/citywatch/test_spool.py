@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from citywatch.influx.spool import Spool, SpoolFull
+from citywatch.influx.spool import Spool, SpoolFull, SpoolUnwritable
 
 
 def drain(spool: Spool) -> list[bytes]:
@@ -308,3 +308,78 @@ def test_directory_fsync_failure_keeps_counts_and_disk_in_step(
     monkeypatch.undo()
     assert_consistent(s)
     assert len(s) == 1
+
+
+def test_a_directory_that_cannot_be_read_at_start_is_read_later(tmp_path: Path) -> None:
+    parent = tmp_path / "parent"
+    parent.write_bytes(b"")  # a file where the spool's parent should be: root or not
+    s = Spool(parent / "spool", 1 << 20)
+    assert not s.opened and s.error is not None and not s.writable()
+    with pytest.raises(SpoolUnwritable):
+        s.append(b"x")
+    with pytest.raises(SpoolUnwritable):
+        s.peek()
+    assert not s.probe()
+    parent.unlink()
+    parent.mkdir()
+    assert s.probe()
+    assert s.opened and s.error is None and s.writable()
+    s.append(b"x")
+    assert drain(s) == [b"x"]
+
+
+def test_a_failed_removal_keeps_the_batch_listed(tmp_path: Path) -> None:
+    s = Spool(tmp_path / "spool", 1 << 20)
+    s.append(b"a")
+    head = s.peek()
+    assert head is not None
+    aside = tmp_path / "aside"
+    s.dir.rename(aside)
+    s.dir.write_bytes(b"")  # every operation in it fails now, as root too
+    with pytest.raises(SpoolUnwritable, match="cannot remove"):
+        s.remove(head[0])
+    assert len(s) == 1 and s.error is not None
+    s.dir.unlink()
+    aside.rename(s.dir)
+    s.remove(head[0])
+    assert len(s) == 0 and s.bytes == 0 and s.error is None
+
+
+def test_rewrite_replaces_a_batch_and_keeps_the_counts(spool: Spool) -> None:
+    spool.append(b"abcdef")
+    spool.append(b"gh")
+    head = spool.peek()
+    assert head is not None
+    spool.rewrite(head[0], b"cd")
+    assert spool.bytes == 4
+    assert_consistent(spool)
+    assert drain(spool) == [b"cd", b"gh"]
+
+
+def test_quarantine_sets_a_batch_aside(spool: Spool) -> None:
+    spool.append(b"\x1f\x8bnot gzip")
+    spool.append(b"next")
+    head = spool.peek()
+    assert head is not None
+    kept = spool.quarantine(head[0])
+    assert kept.read_bytes() == b"\x1f\x8bnot gzip"
+    assert_consistent(spool)
+    assert drain(spool) == [b"next"]
+    assert Spool(spool.dir, 1 << 20).peek() is None  # not read again after a restart
+
+
+def test_probe_wants_room_for_the_batch_the_disk_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = Spool(tmp_path / "spool", 1 << 20)
+    monkeypatch.setattr(s, "_write", lambda path, body: _enospc())
+    with pytest.raises(SpoolUnwritable, match="No space left"):
+        s.append(b"y" * 5000)
+    monkeypatch.undo()
+    tight = os.statvfs_result((4096, 4096, 100, 1, 1, 100, 50, 50, 0, 255))
+    monkeypatch.setattr(os, "statvfs", lambda path: tight)
+    assert not s.probe()  # 4096 bytes free, 5000 wanted
+    assert s.error is not None and "No space left" in s.error
+    monkeypatch.undo()
+    assert s.probe()
+    assert s.error is None
