@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from types import TracebackType
 
 from citywatch.aio import cancel_and_wait
+from citywatch.condition import Condition
 from citywatch.models import Record
 from citywatch.sink import Sink, SinkUnavailable
 from collectors.decode import BatchDecoder
@@ -48,6 +50,9 @@ class Collector:
         self._last: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
+        # Storage being down is one condition for every held batch: a line when it starts
+        # and one when it ends, not a line per batch per retry.
+        self._held = Condition(time.monotonic)
 
     async def __aenter__(self) -> Collector:
         self._task = asyncio.create_task(self.run(), name="collector")
@@ -90,6 +95,7 @@ class Collector:
     ) -> None:
         backoff = self.retry_base
         failures = 0
+        held = False
         while True:
             try:
                 await self.sink.write(records)
@@ -98,7 +104,10 @@ class Collector:
                 # Storage is down: keep the messages unacknowledged and try again; the
                 # broker holds everything behind them.
                 self.metrics.sink_errors.inc()
-                log.warning("sink could not store %d records (%s); retrying", len(records), exc)
+                batches, counted = (0, 0) if held else (1, len(records))
+                held = True
+                if self._held.begin(str(exc), events=batches, points=counted):
+                    log.warning("storage unavailable (%s): holding messages unacknowledged", exc)
             except Exception:
                 failures += 1
                 self.metrics.sink_errors.inc()
@@ -111,6 +120,13 @@ class Collector:
                     break
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 50 * self.retry_base)
+        if held and (ended := self._held.end()) is not None:
+            log.warning(
+                "storage available again after %.1f s: %d batches (%d records) were held",
+                ended.seconds,
+                ended.events,
+                ended.points,
+            )
         if previous is not None:
             await previous
         self.source.ack(batch)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from citywatch.influx.client import WriteError
-from citywatch.influx.condition import Condition
+from citywatch.condition import Condition
 
 log = logging.getLogger(__name__)
 

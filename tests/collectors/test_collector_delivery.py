@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from citywatch.models import Record
@@ -103,3 +105,19 @@ async def test_storage_outage_is_retried_without_limit() -> None:
     async with collector(source, sink, CollectorRegistry()):
         await asyncio.wait_for(source.all_acked.wait(), 5)
     assert source.acked == [1] and len(sink.stored) == 1
+
+
+async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every held batch retrying once logged a line per batch per retry (about 125 a second
+    # in an outage); the outage is one condition, whatever the number of batches held.
+    source = FakeSource([[fix(1)], [fix(2), fix(3)], [fix(4)]])
+    sink = FlakySink(outages=60)
+    with caplog.at_level(logging.INFO, logger="collectors.service"):
+        async with collector(source, sink, CollectorRegistry()):
+            await asyncio.wait_for(source.all_acked.wait(), 5)
+    lines = [r.getMessage() for r in caplog.records if r.name == "collectors.service"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("storage unavailable (down)")
+    assert "3 batches (4 records) were held" in lines[1]
