@@ -176,10 +176,13 @@ class Ledger:
             i = bisect.bisect_right(self._firsts, seq) - 1
             return self.msgs[self._firsts[i]] if i >= 0 else None
 
-    def sent(self, flood: bool | None = None, below: int | None = None) -> set[int]:
-        """Ids of the fixes the broker acknowledged (of one class, below an id)."""
+    def sent(
+        self, flood: bool | None = None, below: int | None = None, made: bool = False
+    ) -> set[int]:
+        """Ids of the fixes the broker acknowledged (of one class, below an id); with
+        ``made``, of every fix made so far, acknowledged or still to be published."""
         with self._lock:
-            msgs = [self.msgs[s] for s in self.acked]
+            msgs = list(self.msgs.values()) if made else [self.msgs[s] for s in self.acked]
         out: set[int] = set()
         for m in msgs:
             if (flood is None or m.flood == flood) and (below is None or m.seq < below):
@@ -711,8 +714,13 @@ class Rig:
             ready = http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
             spool = msum(scrape(port), "citywatch_spool_segments") if ready else -1
             stored = self.count_stored(below, where)
-            target = len(self.ledger.sent(flood, below) - self.dead.fixes)
+            target = len(self.ledger.sent(flood, below, made=True) - self.dead.fixes)
             now = time.monotonic()
+            if self.args.verbose:
+                print(
+                    f"  {now - since:6.1f}s ready={ready} spool={spool} {stored}/{target}",
+                    file=sys.stderr,
+                )
             if ready and spool == 0 and stored >= target:
                 return now - since
             if stored != last[0]:
@@ -721,6 +729,25 @@ class Rig:
                 return None
             time.sleep(0.25)
         return None
+
+    def recovery(
+        self, since: float, below: int, where: str = "", flood: bool | None = None
+    ) -> Callable[[], float | None]:
+        """Watch :meth:`caught_up` in a thread while the load goes on; call the result to
+        wait for it."""
+        out: list[float | None] = [None]
+
+        def watch() -> None:
+            out[0] = self.caught_up(since, below, where, flood)
+
+        thread = threading.Thread(target=watch, name="recovery", daemon=True)
+        thread.start()
+
+        def result() -> float | None:
+            thread.join()
+            return out[0]
+
+        return result
 
     def account(self, res: RowResult) -> set[int]:
         """Fill the counts of ``res``; returns the ids of every fix in InfluxDB."""
@@ -784,10 +811,10 @@ def _outage_row(rig: Rig, res: RowResult, down: Callable[[], None], up: Callable
     down()
     tl.at(4 + args.outage)
     up()
-    fault_end, below = time.monotonic(), rig.ledger.next_seq
+    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
     tl.at(max(args.seconds, 4 + args.outage + 5))
     rig.finish_load()
-    res.recovery_s = rig.caught_up(fault_end, below)
+    res.recovery_s = recovered()
     rig.account(res)
 
 
@@ -795,28 +822,34 @@ def row_influx_kill(rig: Rig, res: RowResult) -> None:
     _outage_row(rig, res, rig.influx.kill, rig.influx.start)
 
 
-def _broker_row(rig: Rig, res: RowResult, stop: Callable[[], None]) -> None:
+def _broker_row(rig: Rig, res: RowResult, stop: Callable[[], None], saved: bool) -> None:
     args = rig.args
     rig.start_service()
+    if saved and rig.mq.pid is not None:
+        # A broker that has run a while has saved the service's session (autosave, 30 s);
+        # one killed before its first save forgets the session and what it queued.
+        os.kill(rig.mq.pid, signal.SIGUSR1)
+        time.sleep(0.5)
+        res.notes.append("broker database saved (SIGUSR1) after the service subscribed")
     rig.load()
     tl = Timeline()
     tl.at(6)
     stop()
     time.sleep(args.broker_down)
     rig.mq.start()
-    fault_end, below = time.monotonic(), rig.ledger.next_seq
+    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
     tl.at(max(args.seconds, 6 + args.broker_down + 5))
     rig.finish_load()
-    res.recovery_s = rig.caught_up(fault_end, below)
+    res.recovery_s = recovered()
     rig.account(res)
 
 
 def row_broker_term(rig: Rig, res: RowResult) -> None:
-    _broker_row(rig, res, rig.mq.stop)
+    _broker_row(rig, res, rig.mq.stop, saved=False)
 
 
 def row_broker_kill(rig: Rig, res: RowResult) -> None:
-    _broker_row(rig, res, rig.mq.kill)
+    _broker_row(rig, res, rig.mq.kill, saved=True)
 
 
 def row_service_kill(rig: Rig, res: RowResult) -> None:
@@ -830,10 +863,10 @@ def row_service_kill(rig: Rig, res: RowResult) -> None:
         rig.svc.signal(signal.SIGKILL)
         time.sleep(1.0)
         rig.start_service()
-    fault_end, below = time.monotonic(), rig.ledger.next_seq
+    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
     tl.at(max(args.seconds, 20))
     rig.finish_load()
-    res.recovery_s = rig.caught_up(fault_end, below)
+    res.recovery_s = recovered()
     rig.account(res)
 
 
@@ -886,13 +919,14 @@ def _state_row(rig: Rig, res: RowResult, damage: Callable[[Path], None]) -> None
         if any(p.name in line for p in stores) and not line.startswith("----")
     ]
     if code is None:
-        res.checks["refused to start"] = False
+        res.checks["did not start over the damaged stores"] = False
         res.notes.append("started over the damaged stores without refusing")
     else:
         distinct = code not in (0, 1, 2)
-        res.checks["refused to start"] = True
+        res.checks["did not start over the damaged stores"] = True
         res.checks["distinct exit code"] = distinct
         res.checks["message names the store"] = bool(said)
+        said = said or [ln for ln in rig.svc.log_lines(mark) if ln.strip()][-1:]
         msg = f"refused: exit {code}"
         if said:
             msg += f', "{said[-1].strip()[:160]}"'
@@ -917,10 +951,10 @@ def _state_row(rig: Rig, res: RowResult, damage: Callable[[Path], None]) -> None
     rig.svc.supervise = True
     if not rig.svc.wait_connected(30):
         raise RuntimeError("service did not connect after the restart")
-    fault_end, below = time.monotonic(), rig.ledger.next_seq
+    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
     tl.at(max(args.seconds, 20))
     rig.finish_load()
-    res.recovery_s = rig.caught_up(fault_end, below)
+    res.recovery_s = recovered()
     rig.account(res)
 
 
@@ -998,10 +1032,12 @@ def row_device_flood(rig: Rig, res: RowResult) -> None:
     flood.finish()
     publish_backlog(rig.mq.port, _shift_starts(fresh, rig.ledger.t0))
     rig.load(rate=max(1.0, len(fresh) * 2.0), devices=fresh, name="fresh")
-    fault_end, below = time.monotonic(), rig.ledger.next_seq
+    recovered = rig.recovery(
+        time.monotonic(), rig.ledger.next_seq, where="device !~ /^fl-/", flood=False
+    )
     tl.at(max(args.seconds, 3 + args.flood_seconds + 10))
     rig.finish_load()
-    res.recovery_s = rig.caught_up(fault_end, below, where="device !~ /^fl-/", flood=False)
+    res.recovery_s = recovered()
     stored = rig.account(res)
     legit_sent = rig.ledger.sent(flood=False)
     flood_sent = rig.ledger.sent(flood=True)
@@ -1069,10 +1105,10 @@ def row_sigterm(rig: Rig, res: RowResult) -> None:
     not_stored = acked_fixes - stored_at_exit
     time.sleep(1.0)
     rig.start_service()
-    fault_end, below = time.monotonic(), rig.ledger.next_seq
+    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
     tl.at(max(args.seconds, 20))
     rig.finish_load()
-    res.recovery_s = rig.caught_up(fault_end, below)
+    res.recovery_s = recovered()
     rig.account(res)
     after = [c for c in rig.tap.connections if c not in before]
     again = rig.tap.delivered_before(after) & delivered_before
@@ -1224,6 +1260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated row names")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    ap.add_argument("--verbose", action="store_true", help="print the recovery polls")
     args = ap.parse_args(argv)
 
     selected = rows(args)

@@ -13,8 +13,10 @@ pass to count, per message:
   on the same connection;
 * what was delivered on a connection and not acknowledged when it closed.
 
-While the broker is down, a connection to the tap is accepted and closed at
-once (the service sees its connection fail before the CONNACK, not a refusal).
+While the broker is down the tap does not listen either, so a client is refused
+as by the broker itself: the tap closes its port when a connection to the broker
+fails or the broker ends a connection and does not answer, and opens it again on
+the same port once the broker accepts connections.
 Only the standard library is used; one thread per direction per connection.
 """
 
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -94,11 +98,9 @@ class MqttTap:
 
     def __init__(self, broker_port: int) -> None:
         self.broker_port = broker_port
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.port: int = self._listener.getsockname()[1]
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._listen()
         self._lock = threading.Lock()
         self._stopping = False
         self._sockets: set[socket.socket] = set()
@@ -108,7 +110,9 @@ class MqttTap:
         self.dup_flagged = 0
         self.acked: set[int] = set()
         self.refused = 0
-        """Connections closed at once because the broker did not answer."""
+        """Connections reset at once because the broker did not answer."""
+        self.outages = 0
+        """Times the tap stopped listening because the broker was gone."""
         self._thread = threading.Thread(target=self._accept, name="mqtt-tap", daemon=True)
 
     @property
@@ -126,8 +130,10 @@ class MqttTap:
     def close(self) -> None:
         """Stop accepting and cut every proxied connection."""
         self._stopping = True
-        with contextlib.suppress(OSError):
-            self._listener.close()
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         with self._lock:
             socks = list(self._sockets)
         for s in socks:
@@ -149,18 +155,68 @@ class MqttTap:
 
     # -- proxying -------------------------------------------------------------------
 
+    def _listen(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        sock.settimeout(0.2)
+        self.port = sock.getsockname()[1]
+        self._listener = sock
+
+    def _broker_reachable(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.broker_port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
+
+    def _broker_down(self) -> None:
+        """Stop listening until the broker accepts connections again."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        listener.close()
+        self.outages += 1
+
+        def wait_for_broker() -> None:
+            while not self._stopping and not self._broker_reachable():
+                time.sleep(0.05)
+            if not self._stopping:
+                self._listen()
+
+        threading.Thread(target=wait_for_broker, daemon=True).start()
+
+    def _check_broker(self) -> None:
+        """After the broker ended a connection: is it gone? Watched for a second."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and self._listener is not None:
+            if not self._broker_reachable():
+                self._broker_down()
+                return
+            time.sleep(0.02)
+
     def _accept(self) -> None:
         while not self._stopping:
+            listener = self._listener
+            if listener is None:
+                time.sleep(0.02)
+                continue
             try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
+                client, _ = listener.accept()
+            except OSError:  # a timeout, or the listener closed meanwhile
+                continue
+            client.settimeout(None)
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.broker_port), timeout=1)
                 upstream.settimeout(None)
             except OSError:
                 self.refused += 1
+                # Reset rather than close, as a refused connection would be.
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 client.close()
+                self._broker_down()
                 continue
             for s in (client, upstream):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -197,6 +253,7 @@ class MqttTap:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
             with self._lock:
+                by_broker = down and not conn.closed
                 if not conn.closed:
                     conn.closed = True
                     conn.unacked_at_close = sorted(conn.inflight.values())
@@ -204,6 +261,8 @@ class MqttTap:
                     if s in self._sockets:
                         self._sockets.discard(s)
                         s.close()
+            if by_broker and not self._stopping:
+                self._check_broker()
 
     def _on_down(self, first: int, body: bytes, conn: TapConnection) -> None:
         if first >> 4 != PUBLISH:
