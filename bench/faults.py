@@ -13,8 +13,11 @@ systemd or docker would. The rows:
     meanwhile and replays).
 ``broker-term`` / ``broker-kill``
     Mosquitto stopped with SIGTERM / SIGKILL under load, restarted ``--broker-down`` seconds
-    later on the same port and persistence file (``autosave_interval 30``: after a SIGKILL
-    the broker keeps only what it saved).
+    later on the same port and persistence file. A SIGKILLed broker keeps only what it last
+    saved (``autosave_interval 30``), so before the kill it is made to save once (SIGUSR1)
+    after the service subscribed, as a broker that has run for 30 s has: killed before
+    any save, it forgets the service's session and drops what arrives until the service
+    subscribes again, whatever the service does.
 ``service-kill``
     The service SIGKILLed three times under load, each time restarted 1 s later.
 ``spool-full``
@@ -52,7 +55,9 @@ Columns (fixes, not messages, except Redelivered):
   went away publishes the unacknowledged ones again, as a QoS 1 client does.
 * Stored: distinct sent fixes found in InfluxDB (``SELECT seq FROM gps``).
 * Dead-lettered: sent fixes not stored that a dead letter on ``citywatch/+/deadletter``
-  names, by reason (plus, for the flood, fixes refused and only counted).
+  names (by its payload's ``seq`` and ``index``/``elements``), with the number of distinct
+  letters by reason; plus fixes refused and only counted
+  (``citywatch_ingest_deadletters_suppressed_total``), and fixes of letters that name none.
 * Lost: sent − stored − dead-lettered (− refused and counted).
 * Redelivered: MQTT messages the broker delivered to the service more than once, seen by a
   pass-through proxy on the service's broker connection (``bench/mqtt_tap.py``), including
@@ -326,7 +331,9 @@ class DeadLetters:
         with self._lock:
             self.letters += 1
             if origin is None:
+                # No fix id in the letter (e.g. a payload left out): counted, not matched.
                 self.by_reason[str(letter.get("reason"))] += 1
+                self.unidentified += int(letter.get("rejected", 1))
                 return
             index = letter.get("index")
             key = (origin.seq, -1 if index is None else int(index))
@@ -525,6 +532,7 @@ class RowResult:
     refused_counted: int = 0
     lost: int = 0
     redelivered: int = 0
+    dup_flagged: int = 0
     alive: str = ""
     recovery_s: float | None = None
     seconds: float = 0.0
@@ -773,8 +781,7 @@ class Rig:
         full = msum(metrics, "citywatch_spool_full_total")
         if full:
             res.notes.append(f"spool refused {full:.0f} batches (full or unwritable)")
-        if self.tap.dup_flagged:
-            res.notes.append(f"{self.tap.dup_flagged} deliveries carried the MQTT DUP flag")
+        res.dup_flagged = self.tap.dup_flagged
         resent = sum(p.resent for p in self.publishers)
         if resent:
             res.notes.append(f"publishers sent {resent} messages again after a broker failure")
