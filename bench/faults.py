@@ -16,8 +16,8 @@ systemd or docker would. The rows:
     later on the same port and persistence file. A SIGKILLed broker keeps only what it last
     saved (``autosave_interval 30``), so before the kill it is made to save once (SIGUSR1)
     after the service subscribed, as a broker that has run for 30 s has: killed before
-    any save, it forgets the service's session and drops what arrives until the service
-    subscribes again, whatever the service does.
+    any save (``--no-save``), it forgets the service's session and drops what arrives until
+    the service subscribes again, whatever the service does.
 ``service-kill``
     The service SIGKILLed three times under load, each time restarted 1 s later.
 ``spool-full``
@@ -856,7 +856,7 @@ def row_broker_term(rig: Rig, res: RowResult) -> None:
 
 
 def row_broker_kill(rig: Rig, res: RowResult) -> None:
-    _broker_row(rig, res, rig.mq.kill, saved=True)
+    _broker_row(rig, res, rig.mq.kill, saved=not rig.args.no_save)
 
 
 def row_service_kill(rig: Rig, res: RowResult) -> None:
@@ -1264,6 +1264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--backlog-uploads", type=int, default=1000)
     ap.add_argument("--max-body", type=int, default=1048576, help="InfluxDB max-body-size")
     ap.add_argument("--recovery-timeout", type=float, default=90)
+    ap.add_argument(
+        "--no-save", action="store_true", help="broker-kill: no save of the broker's database"
+    )
     ap.add_argument("--only", help="comma-separated row names")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
