@@ -785,7 +785,7 @@ class Rig:
         resent = sum(p.resent for p in self.publishers)
         if resent:
             res.notes.append(f"publishers sent {resent} messages again after a broker failure")
-        if missing - dead:
+        if res.lost:
             sample = sorted(missing - dead)[:5]
             res.notes.append(f"missing fix ids (first): {sample}")
         healthy = http_get(f"http://127.0.0.1:{self.svc.api_port}/healthz")[0] == 200
