@@ -87,7 +87,8 @@ def register_session(port: int, client_id: str) -> None:
     c.loop_stop()
 
 
-def _publish_packet(topic: str, body: bytes, mid: int) -> bytes:
+def publish_packet(topic: str, body: bytes, mid: int) -> bytes:
+    """An MQTT 3.1.1 PUBLISH packet at QoS 1 with packet id ``mid``."""
     t = topic.encode()
     var = len(t).to_bytes(2, "big") + t + mid.to_bytes(2, "big") + body
     n, rl = len(var), bytearray()
@@ -121,7 +122,7 @@ def publish_backlog(port: int, payloads: list[tuple[str, bytes]], window: int = 
                 chunk = payloads[sent : min(total, acked + window)]
                 sock.sendall(
                     b"".join(
-                        _publish_packet(t, b, (sent + i) % 65535 + 1)
+                        publish_packet(t, b, (sent + i) % 65535 + 1)
                         for i, (t, b) in enumerate(chunk)
                     )
                 )
