@@ -118,9 +118,13 @@ class BatchDecoder:
                 ]
             received[kind] = received.get(kind, 0) + 1
             refused = [rec for rec in decoded if type(rec) is Rejected]
+            ok = len(decoded) - len(refused)
             if refused:
                 rejected.append((refused, msg.payload))
-            ok = len(decoded) - len(refused)
+                if len(refused) > 1:
+                    # Stored like the dead letter: one point per message and reason, counting
+                    # the refused elements, so a bad array cannot multiply its own size.
+                    decoded = _by_reason(decoded, refused)
             if ok:
                 accepted[kind] = accepted.get(kind, 0) + ok
             records.extend(decoded)
@@ -158,3 +162,19 @@ class BatchDecoder:
         lags = [r.received_at - r.ts for r in out.records if type(r) is Fix]
         if lags:
             m.lag.observe_many(lags)
+
+
+def _by_reason(decoded: list[Record], refused: list[Rejected]) -> list[Record]:
+    """``decoded`` with one record per reason, its first refused element counting them all."""
+    counts: dict[str, int] = {}
+    for r in refused:
+        counts[r.reason] = counts.get(r.reason, 0) + 1
+    out: list[Record] = []
+    for rec in decoded:
+        if type(rec) is Rejected:
+            n = counts.pop(rec.reason, 0)
+            if not n:
+                continue  # counted by the first of its reason
+            rec = rec._replace(count=n)
+        out.append(rec)
+    return out

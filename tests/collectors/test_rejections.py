@@ -302,7 +302,8 @@ def test_bad_elements_of_a_gps_array() -> None:
 
 def test_an_array_of_only_bad_fixes() -> None:
     out, sample = run([Incoming(GPS, raw([with_(FIX, lat=95.0)] * 2), NOW)])
-    assert [r.element for r in out.records] == [0, 1]  # type: ignore[union-attr]
+    # Stored as one point per reason, counting the refused fixes (the first one's index).
+    assert [(r.element, r.count) for r in out.records] == [(0, 2)]  # type: ignore[union-attr]
     assert sample("citywatch_ingest_received_total", {"kind": "gps"}) == 1
     assert sample("citywatch_ingest_accepted_total", {"kind": "gps"}) is None
     labels = {"kind": "gps", "reason": "out_of_range"}
@@ -319,9 +320,10 @@ def test_a_thousand_bad_fixes_make_one_bounded_dead_letter(bad: Any) -> None:
     payload = raw([bad] * 998 + [with_(FIX, lon=...), FIX])
     reason = "wrong_type" if bad == 5 else "out_of_range"
     out, sample = run([Incoming(GPS, payload, NOW)])
-    # The valid fix is kept, every bad one is stored and counted...
+    # The valid fix is kept, every bad one is counted, stored as one point per reason...
     assert [r for r in out.records if type(r) is Fix] == [out.records[-1]]
-    assert [r.element for r in out.records if isinstance(r, Rejected)] == list(range(999))
+    stored = [(r.element, r.reason, r.count) for r in out.records if isinstance(r, Rejected)]
+    assert stored == [(0, reason, 998), (998, "missing_field", 1)]
     assert sample("citywatch_ingest_rejected_total", {"kind": "gps", "reason": reason}) == 998
     labels = {"kind": "gps", "reason": "missing_field"}
     assert sample("citywatch_ingest_rejected_total", labels) == 1
