@@ -91,10 +91,6 @@ class MqttPublisher:
         self.metrics.queued.set(self._queue.qsize())
         return True
 
-    async def drained(self) -> None:
-        """Wait until every queued message has been acknowledged by the broker."""
-        await self._queue.join()
-
     async def _run(self) -> None:
         pending: tuple[str, bytes, bool] | None = None
         while True:
@@ -106,7 +102,6 @@ class MqttPublisher:
                     topic, payload, retain = pending
                     await client.publish(topic, payload, qos=1, retain=retain)
                     pending = None
-                    self._queue.task_done()
                     self.metrics.published.inc()
                     self.metrics.queued.set(self._queue.qsize())
             except aiomqtt.MqttError as exc:

@@ -41,10 +41,3 @@ class FanOut:
             await self.sinks[0].write(records)
             return
         await asyncio.gather(*(s.write(records) for s in self.sinks))
-
-
-class NullSink:
-    """Accepts and forgets; for components that run without storage."""
-
-    async def write(self, records: Sequence[Record]) -> None:
-        return None

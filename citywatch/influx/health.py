@@ -12,8 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from citywatch.influx.client import WriteError
 from citywatch.condition import Condition
+from citywatch.influx.client import WriteError
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ import aiohttp
 
 from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock, SystemClock
+from citywatch.condition import Condition
 from citywatch.influx import delivery
 from citywatch.influx.client import InfluxClient, WriteError
-from citywatch.condition import Condition
 from citywatch.influx.config import InfluxConfig, SpoolConfig
 from citywatch.influx.delivery import Outcome
 from citywatch.influx.health import InfluxHealth

@@ -152,6 +152,3 @@ class CaseStore:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
-
-    def count_open(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM cases WHERE open = 1").fetchone()[0])
