@@ -125,7 +125,7 @@ class Rejected(NamedTuple):
     """Position in a GPS array, when one fix of it was rejected."""
     ref: int = 0
     """The broker's message id, telling apart rejections received together."""
-    count: int = 1
+    total: int = 1
     """How many elements of one GPS array were refused for this reason (this is the first)."""
 
 

@@ -175,6 +175,6 @@ def _by_reason(decoded: list[Record], refused: list[Rejected]) -> list[Record]:
             n = counts.pop(rec.reason, 0)
             if not n:
                 continue  # counted by the first of its reason
-            rec = rec._replace(count=n)
+            rec = rec._replace(total=n)
         out.append(rec)
     return out

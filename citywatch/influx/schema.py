@@ -140,7 +140,7 @@ def rejected_line(r: Rejected) -> str:
     return encode(
         "ingest_rejected",
         {"city": r.city or "", "kind": r.kind, "reason": r.reason},
-        {"count": r.count, "topic": r.topic, "detail": r.detail[:512], "index": r.element},
+        {"count": r.total, "topic": r.topic, "detail": r.detail[:512], "index": r.element},
         _spread(r.received_at, f"{r.topic}#{r.element}#{r.ref}#{r.detail}"),
     )
 

@@ -303,7 +303,7 @@ def test_bad_elements_of_a_gps_array() -> None:
 def test_an_array_of_only_bad_fixes() -> None:
     out, sample = run([Incoming(GPS, raw([with_(FIX, lat=95.0)] * 2), NOW)])
     # Stored as one point per reason, counting the refused fixes (the first one's index).
-    assert [(r.element, r.count) for r in out.records] == [(0, 2)]  # type: ignore[union-attr]
+    assert [(r.element, r.total) for r in out.records] == [(0, 2)]  # type: ignore[union-attr]
     assert sample("citywatch_ingest_received_total", {"kind": "gps"}) == 1
     assert sample("citywatch_ingest_accepted_total", {"kind": "gps"}) is None
     labels = {"kind": "gps", "reason": "out_of_range"}
@@ -322,7 +322,7 @@ def test_a_thousand_bad_fixes_make_one_bounded_dead_letter(bad: Any) -> None:
     out, sample = run([Incoming(GPS, payload, NOW)])
     # The valid fix is kept, every bad one is counted, stored as one point per reason...
     assert [r for r in out.records if type(r) is Fix] == [out.records[-1]]
-    stored = [(r.element, r.reason, r.count) for r in out.records if isinstance(r, Rejected)]
+    stored = [(r.element, r.reason, r.total) for r in out.records if isinstance(r, Rejected)]
     assert stored == [(0, reason, 998), (998, "missing_field", 1)]
     assert sample("citywatch_ingest_rejected_total", {"kind": "gps", "reason": reason}) == 998
     labels = {"kind": "gps", "reason": "missing_field"}
