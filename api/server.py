@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -27,9 +26,21 @@ from api.config import ApiConfig
 from api.errors import ApiError, error_response, json_errors
 from api.live import DeviceBoard
 from api.routes import ROUTES
-from api.state import ALERTING, AUTH, BOARD, CONFIG, GRIDS, HUB, INFLUX, LIMITER, RULES
+from api.state import (
+    ALERTING,
+    AUTH,
+    BOARD,
+    CASES,
+    CONFIG,
+    GRIDS,
+    HUB,
+    INFLUX,
+    LIMITER,
+    PATROLS,
+)
 from api.stream import Hub
 from citywatch.influx.client import InfluxClient
+from rules.contract import CaseReader, FleetReader
 from rules.patrols.grids import Grids
 
 log = logging.getLogger(__name__)
@@ -47,7 +58,10 @@ class ApiParts:
     alerting: Alerting | None = None
     board: DeviceBoard | None = None
     hub: Hub | None = None
-    rules: dict[str, Any] = field(default_factory=dict)
+    cases: CaseReader | None = None
+    """The case rule's read port (open cases, KPIs)."""
+    patrols: FleetReader | None = None
+    """The patrol rule's read port (officers on shift)."""
     influx: InfluxClient | None = None
     grids: Callable[[], Grids | None] = lambda: None
 
@@ -136,7 +150,8 @@ def make_app(
     app[ALERTING] = parts.alerting
     app[BOARD] = parts.board
     app[HUB] = parts.hub
-    app[RULES] = parts.rules
+    app[CASES] = parts.cases
+    app[PATROLS] = parts.patrols
     app[INFLUX] = parts.influx
     app[GRIDS] = parts.grids
     app.router.add_get("/healthz", healthz)

@@ -2,8 +2,9 @@
 
 A new configuration is read and validated in full first; if anything is wrong
 the error is logged, naming the key, and the configuration in force stays.
-Today the patrol thresholds and the grid cells take effect live; other
-sections need a restart, and the log says so.
+Every rule that is :class:`~rules.contract.Reconfigurable` takes the new
+settings (today the patrol rule: its thresholds and the grid cells), and so
+does alerting; other sections need a restart, and the log says so.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from citywatch.aio import cancel_and_wait
 from citywatch.app import Service, load_grids
 from citywatch.config import ConfigError
 from citywatch.settings import Settings, load_settings
+from rules.contract import Reconfigurable
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +78,11 @@ class Reloader:
             log.error("new configuration refused, the old one stays in force: %s", exc)
             return False
         old = self.service.settings
-        patrols = self.service.rules.get("patrols")
-        if patrols is not None:
-            patrols.reconfigure(new.patrols, grids)
+        live = [r for r in self.service.rules.values() if isinstance(r, Reconfigurable)]
+        if live:
+            ctx = self.service.rule_context(new, grids)
+            for rule in live:
+                rule.reload(ctx)
             self.service.grids = grids
         if self.service.alerting is not None:
             self.service.alerting.reconfigure(new.alerting)

@@ -40,6 +40,7 @@ from citywatch.models import (
     ShiftEvent,
 )
 from citywatch.sink import Sink
+from rules.contract import RuleContext
 from rules.events import AlertSink
 from rules.patrols import coverage, legacy
 from rules.patrols import state as st
@@ -51,34 +52,14 @@ from rules.patrols.grids import Grids
 from rules.patrols.liveness import next_instants
 from rules.patrols.metrics import PatrolMetrics
 from rules.patrols.store import PatrolStore, SaveJob
+from rules.patrols.view import _STATE_OF, STATES, officer_views, patrol_state
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
-STATES = ("patrolling", "idle", "out_of_grid", "gps_lost", "offline", "on_break")
-# Most serious first: the state shown for an officer is the first whose rule fires.
-_STATE_OF = {
-    "device_offline": "offline",
-    "patrol_gps_lost": "gps_lost",
-    "patrol_out_of_grid": "out_of_grid",
-    "patrol_idle": "idle",
-}
 _MAX_SLEEP = 1.0  # wake at least this often, so that a step of the wall clock is noticed
 _TICK_BATCH = 2000  # timed evaluations per turn, so that writes interleave
 _RETRY = 5.0
 _SAVE_CHUNK = 4096  # rows copied and written at a time
-
-
-def patrol_state(f: Fleet, slot: int) -> str | None:
-    """The officer's state for people: the most serious condition that holds."""
-    if slot < 0 or not f.on_shift[slot]:
-        return None
-    if f.on_break[slot]:
-        return "on_break"
-    firing = int(f.firing[slot])
-    for rule, name in _STATE_OF.items():
-        if firing & (1 << RULE_NAMES.index(rule)):
-            return name
-    return "patrolling"
 
 
 class PatrolRule:
@@ -248,6 +229,14 @@ class PatrolRule:
     def tasks(self) -> list[asyncio.Task[None]]:
         return list(self._tasks)
 
+    def ready(self) -> tuple[bool, str]:
+        """The patrol store is open (between entering and leaving the rule)."""
+        return (True, "open") if self._store is not None else (False, "state store not open")
+
+    def reload(self, ctx: RuleContext) -> None:
+        """The thresholds (``patrols:``) and grid cells of a reloaded configuration."""
+        self.reconfigure(ctx.patrols, ctx.grids)
+
     def reconfigure(self, cfg: PatrolsConfig, grids: Grids | None) -> None:
         """New thresholds or grids, in force from now on; the state is kept."""
         if grids is not self.grids:
@@ -256,6 +245,10 @@ class PatrolRule:
         for o in self.officers.values():
             self._adopt(o)
         self._wake.set()
+
+    def officer_views(self) -> list[dict[str, Any]]:
+        """Each officer on shift: who, where, patrol state and coverage so far (for the API)."""
+        return list(officer_views(self))
 
     def _add(self, o: st.Officer) -> None:
         # Many officers share a city, a lead, a role, a set of cells: one object each.
