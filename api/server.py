@@ -42,6 +42,7 @@ from api.stream import Hub
 from citywatch.influx.client import InfluxClient
 from rules.contract import CaseReader, FleetReader
 from rules.patrols.grids import Grids
+from rules.patrols.specs import OFFICER_STATES, PATROL_RULES
 
 log = logging.getLogger(__name__)
 ReadyCheck = Callable[[], tuple[bool, str]]
@@ -181,12 +182,19 @@ def _add_console(app: web.Application) -> None:
         )
 
     async def console_config(request: web.Request) -> web.Response:
-        return web.json_response({"tiles_url": request.app[CONFIG].tiles_url, "version": VERSION})
+        doc = {"tiles_url": request.app[CONFIG].tiles_url, "version": VERSION, "patrol": _PATROL}
+        return web.json_response(doc)
 
     app.router.add_get("/", index)
     app.router.add_get("/console/config.json", console_config)
     app.router.add_static("/console/", str(static), show_index=False)
 
+
+# The console's words for the patrol rules and the officer states, from the rules' specs.
+_PATROL = {
+    "rules": {spec.name: [spec.summary, spec.label] for spec in PATROL_RULES},
+    "states": [[st.name, st.zh, st.en, st.colour] for st in OFFICER_STATES],
+}
 
 # The console loads nothing from elsewhere; tiles come from the configured server.
 _CSP = (

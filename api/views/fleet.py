@@ -13,8 +13,9 @@ from api.errors import ApiError
 from api.live import DEVICE_STATES, DeviceBoard
 from api.state import BOARD, CONFIG, INFLUX, PATROLS
 from citywatch.influx.client import QueryError
+from rules.patrols.specs import STATE_NAMES
 
-OFFICER_STATES = ("patrolling", "idle", "out_of_grid", "gps_lost", "offline", "on_break")
+OFFICER_STATES = STATE_NAMES
 TRACK_MAX_POINTS = 20_000
 TRACK_MAX_SPAN = 7 * 86400.0
 

@@ -45,14 +45,21 @@ from rules.events import AlertSink
 from rules.patrols import coverage, legacy
 from rules.patrols import state as st
 from rules.patrols.config import PatrolsConfig
-from rules.patrols.evaluate import TIMED, evaluate
-from rules.patrols.fleet import RULE_NAMES, Fleet, Idx
+from rules.patrols.evaluate import TIMED, evaluate, next_instants
+from rules.patrols.fleet import Fleet, Idx
 from rules.patrols.geometry import AssignmentTable
 from rules.patrols.grids import Grids
-from rules.patrols.liveness import next_instants
 from rules.patrols.metrics import PatrolMetrics
+from rules.patrols.specs import (
+    BY_PRECEDENCE,
+    ON_BREAK,
+    PATROL_RULES,
+    PATROLLING,
+    STATE_NAMES,
+    patrol_state,
+)
 from rules.patrols.store import PatrolStore, SaveJob
-from rules.patrols.view import _STATE_OF, STATES, officer_views, patrol_state
+from rules.patrols.view import officer_views
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -110,7 +117,7 @@ class PatrolRule:
         self._io = ThreadPoolExecutor(1, thread_name_prefix="patrol-store")
         self._store: PatrolStore | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        for name in STATES:
+        for name in STATE_NAMES:
             metrics.officers.labels(name).set_function(self._counter(name))
 
     def _counter(self, name: str) -> Callable[[], float]:
@@ -125,12 +132,12 @@ class PatrolRule:
             idx = idx[f.on_shift[idx]]
             firing, brk = f.firing[idx], f.on_break[idx]
             left = ~brk
-            counts = {"on_break": int(brk.sum())}
-            for rule, name in _STATE_OF.items():
-                has = left & ((firing & (1 << RULE_NAMES.index(rule))) != 0)
-                counts[name] = int(has.sum())
+            counts = {ON_BREAK.name: int(brk.sum())}
+            for i in BY_PRECEDENCE:
+                has = left & ((firing & (1 << i)) != 0)
+                counts[PATROL_RULES[i].state.name] = int(has.sum())
                 left &= ~has
-            counts["patrolling"] = int(left.sum())
+            counts[PATROLLING.name] = int(left.sum())
             self._counts, self._counted_at = counts, now
         return self._counts
 
@@ -139,7 +146,8 @@ class PatrolRule:
         return self.officers.get((city, officer))
 
     def state_of(self, city: str, officer: str) -> str | None:
-        """The officer's state (see :data:`STATES`), or None when off shift."""
+        """The officer's state (see :data:`~rules.patrols.specs.OFFICER_STATES`), or None when
+        off shift."""
         o = self.officers.get((city, officer))
         return patrol_state(self.fleet, o.slot) if o is not None else None
 

@@ -9,32 +9,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rules.patrols import coverage
-from rules.patrols.fleet import RULE_NAMES, Fleet
+from rules.patrols.specs import patrol_state
 
 if TYPE_CHECKING:
     from rules.patrols.rule import PatrolRule
-
-STATES = ("patrolling", "idle", "out_of_grid", "gps_lost", "offline", "on_break")
-# Most serious first: the state shown for an officer is the first whose rule fires.
-_STATE_OF = {
-    "device_offline": "offline",
-    "patrol_gps_lost": "gps_lost",
-    "patrol_out_of_grid": "out_of_grid",
-    "patrol_idle": "idle",
-}
-
-
-def patrol_state(f: Fleet, slot: int) -> str | None:
-    """The officer's state for people: the most serious condition that holds."""
-    if slot < 0 or not f.on_shift[slot]:
-        return None
-    if f.on_break[slot]:
-        return "on_break"
-    firing = int(f.firing[slot])
-    for rule, name in _STATE_OF.items():
-        if firing & (1 << RULE_NAMES.index(rule)):
-            return name
-    return "patrolling"
 
 
 def _num(x: float) -> float | None:
