@@ -76,9 +76,12 @@ def evaluate(
 def next_instants(f: Fleet, idx: Idx) -> Floats:
     """Per slot, when a timed rule will start to hold if nothing more arrives (or NaN)."""
     firing = f.firing[idx]
-    out = np.full(len(idx), np.nan)
+    out: Floats | None = None
     for due, bits in _DUE:
-        out = np.fmin(out, np.where(firing & bits, np.nan, due(f, idx)))
+        at = np.where(firing & bits, np.nan, due(f, idx))
+        out = at if out is None else np.fmin(out, at)
+    if out is None:  # no timed rules
+        return np.full(len(idx), np.nan)
     return np.where(f.active(idx), out, np.nan)
 
 
