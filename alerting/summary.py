@@ -7,6 +7,7 @@ A rule's own summary (the patrol rules write one) is used as the "what".
 from __future__ import annotations
 
 from alerting.model import Alert
+from rules.patrols.specs import PATROL_RULES
 
 SEVERITY = {"yellow": "黄灯", "red": "红灯", "critical": "紧急"}
 STATUS = {"firing": "告警", "acknowledged": "已确认", "resolved": "已恢复"}
@@ -21,10 +22,7 @@ STEP = {
 RULE = {
     "case_warning": "即将超时",
     "case_overdue": "超时",
-    "patrol_idle": "原地停留",
-    "patrol_out_of_grid": "离开责任网格",
-    "patrol_gps_lost": "GPS信号丢失",
-    "device_offline": "终端离线",
+    **{spec.name: spec.summary for spec in PATROL_RULES},
 }
 
 

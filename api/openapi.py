@@ -7,6 +7,7 @@ from typing import Any
 from api.auth import UNSAFE_METHODS
 from api.params import TEXT_PATTERN, UNSHOWABLE
 from api.routes import INSTANT, ROUTES, Route
+from rules.patrols.specs import STATE_NAMES
 
 NUM = {"type": "number"}
 NUM_OR_NULL = {"type": ["number", "null"]}
@@ -72,7 +73,7 @@ SCHEMAS: dict[str, Any] = {
             "role": STR_OR_NULL,
             "state": {
                 "type": "string",
-                "enum": ["patrolling", "idle", "out_of_grid", "gps_lost", "offline", "on_break"],
+                "enum": list(STATE_NAMES),
             },
             "since": NUM_OR_NULL,
             "position": {"type": ["object", "null"]},

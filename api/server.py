@@ -18,9 +18,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -33,10 +32,23 @@ from api.connections import GUARD, ConnectionGuard, ConnectionMetrics, track_req
 from api.errors import ApiError, error_response, json_errors
 from api.live import DeviceBoard
 from api.routes import ROUTES
-from api.state import ALERTING, AUTH, BOARD, CONFIG, GRIDS, HUB, INFLUX, LIMITER, RULES
+from api.state import (
+    ALERTING,
+    AUTH,
+    BOARD,
+    CASES,
+    CONFIG,
+    GRIDS,
+    HUB,
+    INFLUX,
+    LIMITER,
+    PATROLS,
+)
 from api.stream import Hub
 from citywatch.influx.client import InfluxClient
+from rules.contract import CaseReader, FleetReader
 from rules.patrols.grids import Grids
+from rules.patrols.specs import OFFICER_STATES, PATROL_RULES
 
 log = logging.getLogger(__name__)
 ReadyCheck = Callable[[], tuple[bool, str]]
@@ -54,7 +66,10 @@ class ApiParts:
     alerting: Alerting | None = None
     board: DeviceBoard | None = None
     hub: Hub | None = None
-    rules: dict[str, Any] = field(default_factory=dict)
+    cases: CaseReader | None = None
+    """The case rule's read port (open cases, KPIs)."""
+    patrols: FleetReader | None = None
+    """The patrol rule's read port (officers on shift)."""
     influx: InfluxClient | None = None
     grids: Callable[[], Grids | None] = lambda: None
 
@@ -155,7 +170,8 @@ def make_app(
     app[ALERTING] = parts.alerting
     app[BOARD] = parts.board
     app[HUB] = parts.hub
-    app[RULES] = parts.rules
+    app[CASES] = parts.cases
+    app[PATROLS] = parts.patrols
     app[INFLUX] = parts.influx
     app[GRIDS] = parts.grids
     app.router.add_get("/healthz", healthz)
@@ -185,12 +201,19 @@ def _add_console(app: web.Application) -> None:
         )
 
     async def console_config(request: web.Request) -> web.Response:
-        return web.json_response({"tiles_url": request.app[CONFIG].tiles_url, "version": VERSION})
+        doc = {"tiles_url": request.app[CONFIG].tiles_url, "version": VERSION, "patrol": _PATROL}
+        return web.json_response(doc)
 
     app.router.add_get("/", index)
     app.router.add_get("/console/config.json", console_config)
     app.router.add_static("/console/", str(static), show_index=False)
 
+
+# The console's words for the patrol rules and the officer states, from the rules' specs.
+_PATROL = {
+    "rules": {spec.name: [spec.summary, spec.label] for spec in PATROL_RULES},
+    "states": [[st.name, st.zh, st.en, st.colour] for st in OFFICER_STATES],
+}
 
 # The console loads nothing from elsewhere; tiles come from the configured server.
 _CSP = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -13,6 +12,7 @@ from api.config import ApiConfig
 from api.live import DeviceBoard
 from api.stream import Hub
 from citywatch.influx.client import InfluxClient
+from rules.contract import CaseReader, FleetReader
 from rules.patrols.grids import Grids
 
 CONFIG = web.AppKey("config", ApiConfig)
@@ -21,6 +21,7 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 ALERTING: web.AppKey[Alerting | None] = web.AppKey("alerting")
 BOARD: web.AppKey[DeviceBoard | None] = web.AppKey("board")
 HUB: web.AppKey[Hub | None] = web.AppKey("hub")
-RULES: web.AppKey[dict[str, Any]] = web.AppKey("rules")
+CASES: web.AppKey[CaseReader | None] = web.AppKey("cases")
+PATROLS: web.AppKey[FleetReader | None] = web.AppKey("patrols")
 INFLUX: web.AppKey[InfluxClient | None] = web.AppKey("influx")
 GRIDS: web.AppKey[Callable[[], Grids | None]] = web.AppKey("grids")

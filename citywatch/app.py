@@ -15,7 +15,6 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -47,6 +46,7 @@ from collectors.mqtt import MqttSource
 from collectors.service import Collector
 from collectors.topics import Router
 from rules.alert_log import AlertEventMetrics, LoggingAlertSink
+from rules.contract import CaseReader, FleetReader, Rule
 from rules.events import AlertFanOut
 from rules.patrols.grids import Grids
 from rules.registry import RULES, RuleContext
@@ -82,7 +82,8 @@ class Service:
         self.collector: Collector | None = None
         self.publisher: MqttPublisher | None = None
         self.refused: DeadLetters | None = None
-        self.rules: dict[str, Any] = {}
+        self.rules: dict[str, Rule] = {}
+        self._rule_context: RuleContext | None = None
         self.alerting: Alerting | None = None
         self.push: MqttPush | None = None
         self.http_port: int | None = None
@@ -176,7 +177,7 @@ class Service:
         alerting = await self._start_alerting(client_id, dead_letters)
         self._stack.push_async_callback(alert_log.aclose)
         self._stack.push_async_callback(dead_letters.aclose)
-        ctx = RuleContext(
+        ctx = self._rule_context = RuleContext(
             cases=s.cases,
             calendar=s.calendar,
             alerts=AlertFanOut(alert_log, alerting),
@@ -255,10 +256,22 @@ class Service:
             Collector(self.source, decoder, sink, cmetrics, batch_max=s.ingest.batch_max)
         )
 
+    def rule_context(self, settings: Settings, grids: Grids | None) -> RuleContext:
+        """The rules' context under ``settings``: this service's outputs, new settings."""
+        assert self._rule_context is not None, "the rules do not run in this process"
+        return dataclasses.replace(
+            self._rule_context,
+            cases=settings.cases,
+            calendar=settings.calendar,
+            patrols=settings.patrols,
+            grids=grids,
+        )
+
     def _state_ready(self) -> tuple[bool, str]:
         """The state stores (SQLite in data_dir) of the rules and alerting are open."""
-        parts: dict[str, Any] = {**self.rules, "alerting": self.alerting}
-        closed = [name for name, part in parts.items() if getattr(part, "_store", None) is None]
+        closed = [name for name, rule in self.rules.items() if not rule.ready()[0]]
+        if getattr(self.alerting, "_store", None) is None:
+            closed.append("alerting")
         if closed:
             return False, f"state store not open: {', '.join(sorted(closed))}"
         return True, f"open in {self.settings.data_dir}"
@@ -285,7 +298,9 @@ class Service:
             alerting=self.alerting,
             board=self.board,
             hub=self.hub,
-            rules=self.rules,
+            # The read ports, served by whichever rule implements them.
+            cases=next((r for r in self.rules.values() if isinstance(r, CaseReader)), None),
+            patrols=next((r for r in self.rules.values() if isinstance(r, FleetReader)), None),
             influx=self.writer.client if self.writer is not None else None,
             grids=lambda: self.grids,
         )

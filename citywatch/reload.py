@@ -2,9 +2,10 @@
 
 A new configuration is read and validated in full first; if anything is wrong
 the error is logged, naming the key, and the configuration in force stays.
-Today the patrol thresholds, the grid cells, alerting and the ``devices:``
-section with its roster take effect live; other sections need a restart, and
-the log says so.
+Every rule that is :class:`~rules.contract.Reconfigurable` takes the new
+settings (today the patrol rule: its thresholds and the grid cells), and so do
+alerting and the ``devices:`` section with its roster; other sections need a
+restart, and the log says so.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from citywatch.app import Service, load_grids
 from citywatch.config import ConfigError
 from citywatch.roster import load_roster
 from citywatch.settings import Settings, load_settings
+from rules.contract import Reconfigurable
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +83,11 @@ class Reloader:
             log.error("new configuration refused, the old one stays in force: %s", exc)
             return False
         old = self.service.settings
-        patrols = self.service.rules.get("patrols")
-        if patrols is not None:
-            patrols.reconfigure(new.patrols, grids)
+        live = [r for r in self.service.rules.values() if isinstance(r, Reconfigurable)]
+        if live:
+            ctx = self.service.rule_context(new, grids)
+            for rule in live:
+                rule.reload(ctx)
             self.service.grids = grids
         if self.service.alerting is not None:
             self.service.alerting.reconfigure(new.alerting)

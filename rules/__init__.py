@@ -1,5 +1,7 @@
 """Rules: case clocks (electronic supervision) and patrol state, fed by the sink.
 
-Each rule is a pure function of (state, observation, now) returning the new
-state and alert events; nothing here reads the wall clock.
+Every rule meets :class:`rules.contract.Rule` and is one line of the table
+:data:`rules.registry.RULES`. A rule is a thin stateful shell around pure
+functions of (state, observation, now) that return the new state and alert
+events; nothing here reads the wall clock.
 """

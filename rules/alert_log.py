@@ -1,4 +1,9 @@
-"""Until alerting runs: alert events are logged, counted and stored in InfluxDB."""
+"""The rules' event log, beside alerting: every alert event is logged, counted and stored.
+
+The service hands each batch of events to this log and to alerting
+(:class:`rules.events.AlertFanOut`); the events are written to InfluxDB as the
+measurement ``alert_event``, which the Grafana dashboards read.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""What rules emit: alert events, the one interface between rules and alerting.
+"""What rules emit: alert events to alerting, and the observations they refuse.
 
 A rule says a condition started (``firing``) or ended (``resolved``) for a
-subject (a case, an officer, a device). The alerting layer turns these into
-alerts with a lifecycle; until it runs, :mod:`rules.alert_log` logs, counts and
-stores them.
+subject (a case, an officer, a device). The alerting layer (:mod:`alerting`)
+turns these into alerts with a lifecycle; beside it, :mod:`rules.alert_log`
+logs, counts and stores every event (measurement ``alert_event``). A record a
+rule cannot apply goes to a :class:`RejectSink`: the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -11,15 +12,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from citywatch.models import AlertEvent
+from citywatch.models import AlertEvent, Rejected
 
-__all__ = ["AlertEvent", "AlertFanOut", "AlertSink"]
+__all__ = ["AlertEvent", "AlertFanOut", "AlertSink", "RejectSink"]
 
 
 class AlertSink(Protocol):
     """Where rules send alert events (the alerting layer, or a stand-in)."""
 
     async def emit(self, events: Sequence[AlertEvent]) -> None: ...
+
+
+class RejectSink(Protocol):
+    """Where refused observations go: the dead-letter topic and the record."""
+
+    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 class AlertFanOut:

@@ -1,47 +1,25 @@
-"""The one table of rules. A new rule is one module plus one line here."""
+"""The one table of rules: a name to the factory that makes the rule from its context.
+
+A new rule is one module (a class meeting :class:`rules.contract.Rule`) plus one
+line here; ``tests/rules/test_rule_table.py`` holds every entry to the contract.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from prometheus_client import CollectorRegistry
-
-from citywatch.clock import Clock
-from citywatch.sink import Sink
-from rules.calendar import CalendarConfig
-from rules.cases.config import CasesConfig
 from rules.cases.kpi import KpiMetrics
 from rules.cases.metrics import CaseMetrics
-from rules.cases.rule import CaseRule, RejectSink
-from rules.events import AlertSink
-from rules.patrols.config import PatrolsConfig
-from rules.patrols.grids import Grids
+from rules.cases.rule import CaseRule
+from rules.contract import Rule, RuleContext
 from rules.patrols.metrics import PatrolMetrics
 from rules.patrols.rule import PatrolRule
 
-
-@dataclass(frozen=True)
-class RuleContext:
-    """What a rule may use: its settings, its outputs, metrics, the clock, the data folder."""
-
-    cases: CasesConfig
-    calendar: CalendarConfig
-    alerts: AlertSink
-    rejects: RejectSink
-    registry: CollectorRegistry
-    clock: Clock
-    data_dir: Path
-    store: Sink | None = None
-    """Where rules store what they compute (the InfluxDB writer), beside alert events."""
-    patrols: PatrolsConfig = field(default_factory=PatrolsConfig)
-    grids: Grids | None = None
-    """The unit grid cells (``grids_file``); without them out-of-grid and coverage are off."""
+__all__ = ["RULES", "Rule", "RuleContext", "case_rule", "patrol_rule"]
 
 
 def case_rule(ctx: RuleContext) -> CaseRule:
+    """The case rule: time limits per step, yellow and red lights (electronic supervision)."""
     return CaseRule(
         ctx.cases,
         ctx.calendar,
@@ -56,6 +34,7 @@ def case_rule(ctx: RuleContext) -> CaseRule:
 
 
 def patrol_rule(ctx: RuleContext) -> PatrolRule:
+    """The patrol rules (:data:`rules.patrols.specs.PATROL_RULES`) over every officer on shift."""
     return PatrolRule(
         ctx.patrols,
         ctx.grids,
@@ -67,7 +46,8 @@ def patrol_rule(ctx: RuleContext) -> PatrolRule:
     )
 
 
-RULES: dict[str, Callable[[RuleContext], Any]] = {
+RULES: dict[str, Callable[[RuleContext], Rule]] = {
     "cases": case_rule,
     "patrols": patrol_rule,
 }
+"""Made, entered and fed in this order; the key is the rule's ``name``."""

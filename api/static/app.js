@@ -3,7 +3,8 @@
 import { ApiError, describe, get, getAll, post, token } from "./api.js";
 import { AlertList } from "./alerts.js";
 import { renderCases } from "./cases.js";
-import { MapView, STATES } from "./map.js";
+import { STATES, learn } from "./labels.js";
+import { MapView } from "./map.js";
 import { alarm, unlockSound } from "./notify.js";
 import { Stream } from "./stream.js";
 
@@ -135,10 +136,13 @@ async function start(bearer) {
   if (!map) {
     let tilesUrl = null;
     try {
-      tilesUrl = (await get("/console/config.json", null)).tiles_url;
+      const config = await get("/console/config.json", null);
+      tilesUrl = config.tiles_url;
+      learn(config.patrol);
     } catch (e) {
       setError("配置 config", e);
     }
+    legend();
     map = new MapView($("map"), { tilesUrl, note: $("map-note") });
   }
   session = { bearer, timers: [], pending: new Set(), stream: null };
@@ -219,10 +223,11 @@ async function login(e) {
 
 function legend() {
   $("legend").replaceChildren(
-    ...STATES.map(([state, zh, en]) => {
+    ...STATES.map(([state, zh, en, colour]) => {
       const li = document.createElement("li");
       const dot = document.createElement("span");
       dot.className = `dot st-${state}`;
+      dot.style.setProperty("--st", colour);
       const small = document.createElement("small");
       small.textContent = en;
       li.append(dot, `${zh} `, small);
@@ -232,7 +237,6 @@ function legend() {
 }
 
 async function boot() {
-  legend();
   setConn("closed");
   for (const kind of ["pointerdown", "keydown"]) {
     document.addEventListener(kind, unlockSound, { passive: true });

@@ -1,13 +1,27 @@
 // Words shown to people: Chinese first, English after.
 
+// The patrol rules' words and the officer states come from the server (learn), which has
+// them from the rules' specs (rules/patrols/specs.py).
 export const RULES = {
-  device_offline: ["终端离线", "device offline"],
-  patrol_gps_lost: ["GPS信号丢失", "GPS lost"],
-  patrol_out_of_grid: ["离开责任网格", "out of grid"],
-  patrol_idle: ["原地停留", "idle"],
   case_warning: ["案件即将超时", "case due soon"],
   case_overdue: ["案件超时", "case overdue"],
 };
+
+/** Officer states on the map: [state, zh, en, colour], most usual first. */
+export const STATES = [];
+
+/** Takes the words of the patrol rules and officer states of /console/config.json. */
+export function learn(patrol) {
+  if (!patrol) return;
+  Object.assign(RULES, patrol.rules);
+  STATES.splice(0, STATES.length, ...patrol.states);
+}
+
+/** The colour of an officer state, or null (unknown: the stylesheet's grey). */
+export function stateColour(state) {
+  const found = STATES.find(([name]) => name === state);
+  return found ? found[3] : null;
+}
 
 export const SEVERITY = { red: ["红灯", "red"], yellow: ["黄灯", "yellow"] };
 

@@ -1,6 +1,8 @@
 // A small map: grid cells and officers as SVG over optional raster tiles (Web Mercator).
 // Without tiles (or when they fail) it is a plain vector map, for isolated networks.
 
+import { stateColour } from "./labels.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 const TILE = 256;
 const BASE_ZOOM = 18; // cell paths are kept in pixels of this zoom, relative to an origin
@@ -153,6 +155,9 @@ export class MapView {
     const state = entry.data.state || "unknown";
     entry.node.setAttribute("class", `officer st-${state}`);
     entry.node.setAttribute("data-state", state);
+    const colour = stateColour(state);
+    if (colour) entry.node.style.setProperty("--st", colour);
+    else entry.node.style.removeProperty("--st");
     entry.node.querySelector("title").textContent = `${o.officer} · ${state}`;
     return entry;
   }
@@ -345,12 +350,3 @@ export class MapView {
     );
   }
 }
-
-export const STATES = [
-  ["patrolling", "巡查中", "patrolling"],
-  ["idle", "原地停留", "idle"],
-  ["out_of_grid", "离开网格", "out of grid"],
-  ["gps_lost", "GPS丢失", "GPS lost"],
-  ["offline", "离线", "offline"],
-  ["on_break", "休息", "on break"],
-];

@@ -10,17 +10,18 @@ from aiohttp import web
 from api import params
 from api.auth import principal
 from api.errors import ApiError
-from api.state import CONFIG, RULES
+from api.state import CASES, CONFIG
 from rules.cases.config import STAGES
 from rules.cases.kpi import month_bounds, month_label
+from rules.contract import CaseReader
 
 LIGHTS = ("yellow", "red", "none")
 _MONTH = re.compile(r"(20[0-9]{2})-(0[1-9]|1[0-2])").fullmatch
 MAX_MONTHS = 24
 
 
-def _rule(request: web.Request) -> Any:
-    rule = request.app[RULES].get("cases")
+def _rule(request: web.Request) -> CaseReader:
+    rule = request.app[CASES]
     if rule is None:
         raise ApiError(503, "the case rule does not run in this process (--only)")
     return rule
@@ -82,7 +83,7 @@ async def list_kpis(request: web.Request) -> web.Response:
     city = params.text(request, "city", params.CITY, "a 6-digit city code")
     unit = params.text(request, "unit", lambda v: len(v) <= 64, "a unit")
     limit, offset = params.page(request, request.app[CONFIG].page_max)
-    tz = rule.kpis.tz
+    tz = rule.kpi_timezone
     now = rule.clock.now()
     this = month_label(now, tz)
     first = _month(params.text(request, "from"), "from") or _month(this, "from")

@@ -11,11 +11,11 @@ from api import params
 from api.auth import principal
 from api.errors import ApiError
 from api.live import DEVICE_STATES, DeviceBoard
-from api.state import BOARD, CONFIG, INFLUX, RULES
+from api.state import BOARD, CONFIG, INFLUX, PATROLS
 from citywatch.influx.client import QueryError
-from rules.patrols.view import officer_views
+from rules.patrols.specs import STATE_NAMES
 
-OFFICER_STATES = ("patrolling", "idle", "out_of_grid", "gps_lost", "offline", "on_break")
+OFFICER_STATES = STATE_NAMES
 TRACK_MAX_POINTS = 20_000
 TRACK_MAX_SPAN = 7 * 86400.0
 
@@ -75,10 +75,10 @@ async def get_device(request: web.Request) -> web.Response:
 
 
 def _officers(request: web.Request) -> list[dict[str, Any]]:
-    rule = request.app[RULES].get("patrols")
+    rule = request.app[PATROLS]
     if rule is None:
         raise ApiError(503, "the patrol rules do not run in this process (--only)")
-    return list(officer_views(rule))
+    return rule.officer_views()
 
 
 async def list_officers(request: web.Request) -> web.Response:

@@ -20,18 +20,19 @@ from citywatch.grafana.model import (
     prom,
     value_colors,
 )
+from rules.patrols.specs import PATROL_RULES
 
 UID = "citywatch-command"
 
-PATROL_STATES = {
-    "patrol_idle": ("yellow", "滞留 idle"),
-    "patrol_out_of_grid": ("orange", "越界 out of grid"),
-    "patrol_gps_lost": ("red", "GPS 丢失"),
-    "device_offline": ("purple", "离线 offline"),
-}
+PATROL_STATES = {spec.name: spec.grafana for spec in PATROL_RULES}
+"""Colour and legend of each patrol rule's markers on the map."""
 LIGHTS = {"case_warning": ("yellow", "黄灯"), "case_overdue": ("red", "红灯")}
 
 _ALERT_FIELDS = ["alert_id", "status", "subject", "officer", "grid", "unit", "receivers"]
+
+
+def _colours() -> str:
+    return ", ".join(f"{spec.state.en} {spec.grafana[0]}" for spec in PATROL_RULES)
 
 
 def _map() -> JSON:
@@ -56,7 +57,7 @@ def _map() -> JSON:
         "Green: the last fix of every handheld that sent one in the last 15 min (a handheld "
         "fixing is taken as on duty). Coloured: the patrol state, which is not stored as such; "
         "it is the (officer, rule) pairs whose latest alert_event of the last 12 h is firing "
-        "(idle yellow, out of grid orange, GPS lost red, offline purple), drawn at the "
+        f"({_colours()}), drawn at the "
         "position the rule last saw. An officer with none is patrolling normally.",
         (0, 0, 14, 15),
         [positions, alerts],

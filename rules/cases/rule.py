@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -43,17 +43,11 @@ from rules.cases.state import (
 )
 from rules.cases.store import CaseStore, Dues
 from rules.cases.view import open_case_views
-from rules.events import AlertSink
+from rules.events import AlertSink, RejectSink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Key = tuple[str, str]
-
-
-class RejectSink(Protocol):
-    """Where refused observations go: the dead-letter topic and the record."""
-
-    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 class CaseRule:
@@ -175,6 +169,15 @@ class CaseRule:
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         return [t for t in (self._task, self._kpi_task) if t is not None]
+
+    def ready(self) -> tuple[bool, str]:
+        """The case store is open (between entering and leaving the rule)."""
+        return (True, "open") if self._store is not None else (False, "state store not open")
+
+    @property
+    def kpi_timezone(self) -> str:
+        """The time zone of KPI months (``calendar.timezone``)."""
+        return self.kpis.tz
 
     def open_cases(self) -> list[dict[str, Any]]:
         """Every open case with its running steps, deadlines and lights, as of now."""

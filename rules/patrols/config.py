@@ -48,12 +48,17 @@ class AfterConfig:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The thresholds of every patrol rule for one officer."""
+    """The thresholds of every patrol rule for one officer: a section per rule (its spec's
+    ``threshold``, :mod:`rules.patrols.specs`)."""
 
     idle: IdleConfig = field(default_factory=IdleConfig)
     out_of_grid: OutOfGridConfig = field(default_factory=OutOfGridConfig)
     gps_lost: AfterConfig = field(default_factory=AfterConfig)
     offline: AfterConfig = field(default_factory=lambda: AfterConfig(after=180.0))
+
+
+SECTIONS = tuple(f.name for f in dataclasses.fields(Thresholds))
+"""The threshold sections, one per patrol rule."""
 
 
 @dataclass(frozen=True)
@@ -83,21 +88,13 @@ class Override:
         return grid is None or any(g.startswith(grid) for g in grids)
 
     def settings(self) -> dict[str, dict[str, str]]:
-        return {
-            name: value
-            for name in ("idle", "out_of_grid", "gps_lost", "offline")
-            if (value := getattr(self, name))
-        }
+        return {name: value for name in SECTIONS if (value := getattr(self, name))}
 
 
 @dataclass(frozen=True)
-class PatrolsConfig:
-    """``patrols:`` — defaults, then each matching override in order."""
+class PatrolsConfig(Thresholds):
+    """``patrols:`` — the default thresholds, then each matching override in order."""
 
-    idle: IdleConfig = field(default_factory=IdleConfig)
-    out_of_grid: OutOfGridConfig = field(default_factory=OutOfGridConfig)
-    gps_lost: AfterConfig = field(default_factory=AfterConfig)
-    offline: AfterConfig = field(default_factory=lambda: AfterConfig(after=180.0))
     overrides: tuple[Override, ...] = ()
 
     def validate(self, prefix: str) -> None:
@@ -112,10 +109,10 @@ class PatrolsConfig:
 
     @functools.cached_property
     def _base(self) -> Thresholds:
-        return Thresholds(self.idle, self.out_of_grid, self.gps_lost, self.offline)
+        return Thresholds(**{name: getattr(self, name) for name in SECTIONS})
 
     def _merged(self, overrides: tuple[Override, ...], prefix: str) -> Thresholds:
-        base = Thresholds(self.idle, self.out_of_grid, self.gps_lost, self.offline)
+        base = self._base
         if not overrides:
             return base
         raw: dict[str, Any] = {k: dataclasses.asdict(v) for k, v in vars(base).items()}

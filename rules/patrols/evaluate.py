@@ -1,42 +1,32 @@
-"""The patrol rules' table, and turning their conditions into alert events.
+"""Turning the patrol rules' conditions into alert events, and when to look again.
 
-Each rule is a pure function of (fleet, slots, now) returning, per slot, since
-when its condition holds, or NaN. ``evaluate`` compares that with what alerting
-was told (the ``firing`` bits) and returns the events that bring it in line.
+Each rule (:data:`rules.patrols.specs.PATROL_RULES`) is a pure function of
+(fleet, slots, now) returning, per slot, since when its condition holds, or NaN.
+``evaluate`` compares that with what alerting was told (the ``firing`` bits) and
+returns the events that bring it in line; ``next_instants`` says when a timed
+rule will come true if nothing more arrives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from citywatch.models import AlertEvent
-from rules.patrols.fleet import RULE_NAMES, Fleet, Floats, Idx
-from rules.patrols.idle import idle_since
-from rules.patrols.liveness import gps_lost_since, offline_since
-from rules.patrols.out_of_grid import out_of_grid_since
+from rules.patrols.fleet import Fleet, Floats, Idx
+from rules.patrols.specs import INDEX, PATROL_RULES, RULE_NAMES, PatrolRuleSpec
 from rules.patrols.state import Officer
 
-Rule = Callable[[Fleet, Idx, float], Floats]
-
-RULES: dict[str, tuple[Rule, str]] = {
-    "patrol_idle": (idle_since, "yellow"),
-    "patrol_out_of_grid": (out_of_grid_since, "yellow"),
-    "patrol_gps_lost": (gps_lost_since, "red"),
-    "device_offline": (offline_since, "red"),
-}
-assert tuple(RULES) == RULE_NAMES
-
-TIMED = ("patrol_gps_lost", "device_offline")
+TIMED = tuple(s.name for s in PATROL_RULES if s.timed)
 """The rules that come true by time passing alone; the others change only with observations."""
 
-_SUMMARY = {
-    "patrol_idle": "原地停留",
-    "patrol_out_of_grid": "离开责任网格",
-    "patrol_gps_lost": "GPS信号丢失",
-    "device_offline": "终端离线",
-}
+# Per timed rule: its due function, and the bits that, set, mean it cannot start.
+_DUE = tuple(
+    (s.due, (1 << INDEX[s.name]) | sum(1 << INDEX[m] for m in s.masked_by))
+    for s in PATROL_RULES
+    if s.due is not None
+)
 
 
 def evaluate(
@@ -48,13 +38,14 @@ def evaluate(
 ) -> list[tuple[int, AlertEvent]]:
     """(slot, event) for the conditions that started or ended among ``idx``; updates ``firing``.
 
-    Events come per slot in the order of ``idx``, and per slot in the order of :data:`RULES`.
+    Events come per slot in the order of ``idx``, and per slot in the order of the rules.
     """
     found: list[tuple[Idx, Idx, int, Floats, Floats, bool]] = []
+    flag = f.firing.dtype.type
     for name in rules:
-        i = RULE_NAMES.index(name)
-        bit = np.uint8(1 << i)
-        since = RULES[name][0](f, idx, now)
+        i = INDEX[name]
+        bit = flag(1 << i)
+        since = PATROL_RULES[i].since(f, idx, now)
         holds = ~np.isnan(since)
         was = (f.firing[idx] & bit) != 0
         fire = np.flatnonzero(holds & ~was)
@@ -70,25 +61,35 @@ def evaluate(
             found.append((gone, s, i, np.full(len(s), now), f.fired_since[s, i], False))
     out: list[tuple[int, int, int, AlertEvent]] = []
     for pos, slots, i, at, since, firing in found:
-        name = RULE_NAMES[i]
-        severity = RULES[name][1]
+        spec = PATROL_RULES[i]
         status = "firing" if firing else "resolved"
         for p, slot, a, s in zip(
             pos.tolist(), slots.tolist(), at.tolist(), since.tolist(), strict=True
         ):
             o = officers[slot]
             if o is not None:
-                out.append((p, i, slot, _event(o, f, slot, name, severity, status, a, now, s)))
+                out.append((p, i, slot, _event(o, f, slot, spec, status, a, now, s)))
     out.sort(key=lambda e: (e[0], e[1]))
     return [(slot, e) for _, _, slot, e in out]
+
+
+def next_instants(f: Fleet, idx: Idx) -> Floats:
+    """Per slot, when a timed rule will start to hold if nothing more arrives (or NaN)."""
+    firing = f.firing[idx]
+    out: Floats | None = None
+    for due, bits in _DUE:
+        at = np.where(firing & bits, np.nan, due(f, idx))
+        out = at if out is None else np.fmin(out, at)
+    if out is None:  # no timed rules
+        return np.full(len(idx), np.nan)
+    return np.where(f.active(idx), out, np.nan)
 
 
 def _event(
     p: Officer,
     f: Fleet,
     slot: int,
-    rule: str,
-    severity: str,
+    spec: PatrolRuleSpec,
     status: str,
     at: float,
     now: float,
@@ -107,14 +108,14 @@ def _event(
         values.update(fix_ts=fix_ts, lon=float(f.pos_lon[slot]), lat=float(f.pos_lat[slot]))
     minutes = int(max(0.0, now - since) // 60)
     return AlertEvent(
-        rule=rule,
+        rule=spec.name,
         status=status,
-        severity=severity,
+        severity=spec.severity,
         city=p.city,
         subject_kind="officer",
         subject=p.officer,
         at=at,
         labels=labels,
         values=values,
-        summary=f"{p.officer} {_SUMMARY[rule]} {minutes} 分钟",
+        summary=f"{p.officer} {spec.summary} {minutes} 分钟",
     )

@@ -22,9 +22,6 @@ K = 32
 """Ring entries per slot: the idle window is thinned to one point per window / (K - 4)."""
 THIN = K - 4
 
-RULE_NAMES = ("patrol_idle", "patrol_out_of_grid", "patrol_gps_lost", "device_offline")
-"""The rules in evaluation order; bit ``i`` of ``firing`` is rule ``i``."""
-
 Idx = npt.NDArray[np.intp]
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -75,9 +72,10 @@ COLUMNS: dict[str, tuple[Any, tuple[int, ...], float]] = {
     "cov_ts": (np.float64, (), math.nan),
     "distance": (np.float64, (), 0.0),
     "visited": (np.uint64, (1,), 0),
-    # alerting was told: bit per rule, and since when
+    # alerting was told: bit i for rule i of rules.patrols.specs.PATROL_RULES, and since when
+    # (the width of both follows the number of rules: see Fleet)
     "firing": (np.uint8, (), 0),
-    "fired_since": (np.float64, (len(RULE_NAMES),), math.nan),
+    "fired_since": (np.float64, (1,), math.nan),
 }
 RING = frozenset({"ring_t", "ring_x", "ring_y"})
 """Stored entry-major, (K, capacity): the idle check reduces over entries for many slots at
@@ -97,15 +95,38 @@ def _column(shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
     return np.frombuffer(mmap.mmap(-1, n), dtype=dt).reshape(shape)
 
 
-class Fleet:
-    """The columns, a free list of slots, growth by doubling."""
+def flag_dtype(rules: int) -> np.dtype[Any]:
+    """The narrowest unsigned integer with a bit for each of ``rules`` rules."""
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if np.dtype(dtype).itemsize * 8 >= rules:
+            return np.dtype(dtype)
+    raise ValueError(f"{rules} patrol rules: the firing flags hold at most 64")
 
-    def __init__(self, capacity: int = 1024, visited_words: int = 1) -> None:
+
+class Fleet:
+    """The columns, a free list of slots, growth by doubling.
+
+    ``rules`` is the number of patrol rules (default: those of
+    :data:`rules.patrols.specs.PATROL_RULES`): ``firing`` has a bit for each, in the
+    narrowest unsigned integer that holds them, and ``fired_since`` a column for each.
+    """
+
+    def __init__(
+        self, capacity: int = 1024, visited_words: int = 1, rules: int | None = None
+    ) -> None:
+        if rules is None:
+            # Imported here: the specs import the rules' modules, which import this one.
+            from rules.patrols.specs import PATROL_RULES
+
+            rules = len(PATROL_RULES)
         self.capacity = 0
         self.cols: dict[str, npt.NDArray[Any]] = {}
         self.shapes = {n: s for n, (_, s, _) in COLUMNS.items()}
         self.shapes["visited"] = (visited_words,)
-        for name, (dtype, _, _) in COLUMNS.items():
+        self.shapes["fired_since"] = (rules,)
+        dtypes = {n: np.dtype(d) for n, (d, _, _) in COLUMNS.items()}
+        dtypes["firing"] = flag_dtype(rules)
+        for name, dtype in dtypes.items():
             shape = (K, 0) if name in RING else (0, *self.shapes[name])
             self.cols[name] = np.empty(shape, dtype=dtype)
         self.assign = np.empty(0, dtype=np.int32)
@@ -235,10 +256,15 @@ class Fleet:
             if name in RING:
                 dst[:, idx] = src.T
             elif src.shape[1:] == dst.shape[1:]:
-                dst[idx] = src
+                dst[idx] = src  # of another width of integer (firing, when rules were added)
             elif name == "visited":
                 self.widen_visited(src.shape[1])
                 self.cols[name][idx, : src.shape[1]] = src
+            else:
+                # A column with an entry per rule, saved when there were fewer rules: new
+                # rules go at the end of the table, so the saved entries are the first ones.
+                n = min(src.shape[1], dst.shape[1])
+                dst[idx, :n] = src[:, :n]
 
 
 def _saved_dtype(descr: Any) -> np.dtype[Any]:

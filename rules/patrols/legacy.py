@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from rules.patrols.fleet import RULE_NAMES, Fleet, K
+from rules.patrols.fleet import Fleet, K
 from rules.patrols.geometry import AssignmentTable
+from rules.patrols.specs import INDEX
 from rules.patrols.state import Officer
 from rules.patrols.track import to_metres
 
@@ -51,9 +52,9 @@ def restore_v1(
         f.head[s], f.count[s], f.t_last[s] = n - 1, n, t[-1]
         f.t_prev[s] = t[-2] if n > 1 else math.nan
     for rule, since in (d.get("firing") or {}).items():
-        if rule in RULE_NAMES:
-            i = RULE_NAMES.index(rule)
-            f.firing[s] |= np.uint8(1 << i)
+        if rule in INDEX:
+            i = INDEX[rule]
+            f.firing[s] |= f.firing.dtype.type(1 << i)
             f.fired_since[s, i] = float(since)
     return o, outer.get("coverage")
 

@@ -3,17 +3,15 @@
 Offline: neither heartbeat nor fix for ``offline.after``, or the handheld's
 retained ``offline`` status. GPS lost: the handheld is alive, but no usable fix
 (within ``idle.max_acc``) has come for ``gps_lost.after``. Both are column
-comparisons over the slots.
+comparisons over the slots, and both come true by time alone: each has a
+``*_due`` function, the instant it would, for the ticker.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rules.patrols.fleet import RULE_NAMES, Fleet, Floats, Idx
-
-_GPS = 1 << RULE_NAMES.index("patrol_gps_lost")
-_OFFLINE = 1 << RULE_NAMES.index("device_offline")
+from rules.patrols.fleet import Fleet, Floats, Idx
 
 
 def _seen(f: Fleet, idx: Idx) -> Floats:
@@ -40,10 +38,17 @@ def gps_lost_since(f: Fleet, idx: Idx, now: float) -> Floats:
     return np.where(held, last, np.nan)
 
 
-def next_instants(f: Fleet, idx: Idx) -> Floats:
-    """Per slot, when a liveness condition will start to hold if nothing more arrives (or NaN)."""
-    firing = f.firing[idx]
-    off = np.where(firing & _OFFLINE, np.nan, _seen(f, idx) + f.offline_after[idx])
-    # GPS lost cannot start while offline holds; an observation ends that, and is evaluated.
-    gps = np.where(firing & (_GPS | _OFFLINE), np.nan, _good(f, idx) + f.gps_after[idx])
-    return np.where(f.active(idx), np.fmin(off, gps), np.nan)
+def offline_due(f: Fleet, idx: Idx) -> Floats:
+    """Per slot, when offline will start to hold if nothing more arrives."""
+    due: Floats = _seen(f, idx) + f.offline_after[idx]
+    return due
+
+
+def gps_lost_due(f: Fleet, idx: Idx) -> Floats:
+    """Per slot, when GPS lost will start to hold if no usable fix arrives.
+
+    Not while offline holds (see the rule's ``masked_by``): an observation ends that, and
+    is evaluated.
+    """
+    due: Floats = _good(f, idx) + f.gps_after[idx]
+    return due

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
+from rules.patrols.specs import STATE_NAMES
+
 
 class PatrolMetrics:
     """Officers by patrol state, coverage, and how quickly a condition becomes an alert."""
@@ -11,8 +13,7 @@ class PatrolMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.officers = Gauge(
             "citywatch_patrol_officers",
-            "Officers on shift by patrol state: patrolling, idle, out_of_grid, gps_lost, "
-            "offline, on_break",
+            f"Officers on shift by patrol state: {', '.join(STATE_NAMES)}",
             ["state"],
             registry=registry,
         )

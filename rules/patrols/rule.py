@@ -8,24 +8,26 @@ earliest instant one of them could start. Alert flags are saved as soon as they
 change; tracks and coverage every few seconds (a crash loses at most those
 seconds of track, never a flag). Saving copies the slots' rows on the event
 loop and writes them in the store's own thread.
+
+The rule is read in three parts: this module (its lifecycle, the sink and the
+ticker), :mod:`rules.patrols.officers` (who holds which slot) and
+:mod:`rules.patrols.persist` (saving, restoring and coverage).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
-import orjson
 
 from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
@@ -35,54 +37,33 @@ from citywatch.models import (
     DeviceStatus,
     Fix,
     Heartbeat,
-    PatrolCoverage,
     Record,
     ShiftEvent,
 )
 from citywatch.sink import Sink
-from citywatch.sqlite import DECODE_ERRORS, bad_row
+from rules.contract import RuleContext
 from rules.events import AlertSink
-from rules.patrols import coverage, legacy
 from rules.patrols import state as st
 from rules.patrols.config import PatrolsConfig
-from rules.patrols.evaluate import TIMED, evaluate
-from rules.patrols.fleet import RULE_NAMES, Fleet, Idx
+from rules.patrols.evaluate import TIMED, evaluate, next_instants
+from rules.patrols.fleet import Fleet
 from rules.patrols.geometry import AssignmentTable
 from rules.patrols.grids import Grids
-from rules.patrols.liveness import next_instants
 from rules.patrols.metrics import PatrolMetrics
-from rules.patrols.store import PatrolStore, SaveJob
+from rules.patrols.officers import Key
+from rules.patrols.persist import Persistence
+from rules.patrols.specs import STATE_NAMES, patrol_state
+from rules.patrols.store import PatrolStore
+from rules.patrols.view import officer_views
 
+__all__ = ["PatrolRule", "patrol_state"]
 log = logging.getLogger(__name__)
-Key = tuple[str, str]
-STATES = ("patrolling", "idle", "out_of_grid", "gps_lost", "offline", "on_break")
-# Most serious first: the state shown for an officer is the first whose rule fires.
-_STATE_OF = {
-    "device_offline": "offline",
-    "patrol_gps_lost": "gps_lost",
-    "patrol_out_of_grid": "out_of_grid",
-    "patrol_idle": "idle",
-}
 _MAX_SLEEP = 1.0  # wake at least this often, so that a step of the wall clock is noticed
 _TICK_BATCH = 2000  # timed evaluations per turn, so that writes interleave
 _RETRY = 5.0
-_SAVE_CHUNK = 4096  # rows copied and written at a time
 
 
-def patrol_state(f: Fleet, slot: int) -> str | None:
-    """The officer's state for people: the most serious condition that holds."""
-    if slot < 0 or not f.on_shift[slot]:
-        return None
-    if f.on_break[slot]:
-        return "on_break"
-    firing = int(f.firing[slot])
-    for rule, name in _STATE_OF.items():
-        if firing & (1 << RULE_NAMES.index(rule)):
-            return name
-    return "patrolling"
-
-
-class PatrolRule:
+class PatrolRule(Persistence):
     """Supervises every officer on shift; an async context manager and a sink."""
 
     name = "patrols"
@@ -130,38 +111,8 @@ class PatrolRule:
         self._io = ThreadPoolExecutor(1, thread_name_prefix="patrol-store")
         self._store: PatrolStore | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        for name in STATES:
+        for name in STATE_NAMES:
             metrics.officers.labels(name).set_function(self._counter(name))
-
-    def _counter(self, name: str) -> Callable[[], float]:
-        return lambda: self._state_counts().get(name, 0)
-
-    def _state_counts(self) -> dict[str, int]:
-        # One pass serves every label of a scrape.
-        now = time.monotonic()
-        if now - self._counted_at > 1.0:
-            f = self.fleet
-            idx = f.live()
-            idx = idx[f.on_shift[idx]]
-            firing, brk = f.firing[idx], f.on_break[idx]
-            left = ~brk
-            counts = {"on_break": int(brk.sum())}
-            for rule, name in _STATE_OF.items():
-                has = left & ((firing & (1 << RULE_NAMES.index(rule))) != 0)
-                counts[name] = int(has.sum())
-                left &= ~has
-            counts["patrolling"] = int(left.sum())
-            self._counts, self._counted_at = counts, now
-        return self._counts
-
-    def officer(self, city: str, officer: str) -> st.Officer | None:
-        """What is known about an officer (on shift, or off shift with open case sites)."""
-        return self.officers.get((city, officer))
-
-    def state_of(self, city: str, officer: str) -> str | None:
-        """The officer's state (see :data:`STATES`), or None when off shift."""
-        o = self.officers.get((city, officer))
-        return patrol_state(self.fleet, o.slot) if o is not None else None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -195,57 +146,6 @@ class PatrolRule:
         ]
         return self
 
-    def _restore(
-        self, rows: list[tuple[str, str, bytes, bytes | None]], layout: Any, v1: list[bytes]
-    ) -> None:
-        f = self.fleet
-        slots, blobs, lost = [], [], []
-        size = f.row_size(layout) if layout is not None else -1
-        for city, officer, doc, blob in rows:
-            try:
-                o = st.Officer.from_doc(orjson.loads(doc))
-            except DECODE_ERRORS as exc:
-                raise bad_row(self.store_path, f"officer {city}/{officer}", exc) from None
-            if blob is not None:
-                o.slot = f.alloc()
-                if len(blob) == size:
-                    slots.append(o.slot)
-                    blobs.append(blob)
-                else:
-                    lost.append(o.slot)
-            self._add(o)
-        if slots:
-            f.unpack(slots, blobs, layout)
-        if lost:
-            # Written in another layout by a run that stopped before rewriting them: the
-            # officers are still on shift, their watch starts afresh.
-            log.warning("patrol state of %d officers unreadable; watching them afresh", len(lost))
-            now = self.clock.now()
-            for s in lost:
-                f.on_shift[s], f.watched_since[s] = True, now
-        covs = []
-        for blob in v1:
-            try:
-                o, cov = legacy.restore_v1(f, blob, self.table)
-            except DECODE_ERRORS as exc:
-                raise bad_row(self.store_path, "an officer of version 1", exc) from None
-            if (o.city, o.officer) in self.officers:
-                if o.slot >= 0:
-                    f.free(o.slot)
-                continue
-            self._add(o)
-            self._docs.add((o.city, o.officer))
-            covs.append((o, cov))
-        self._drop_v1 = bool(v1)
-        for o in self.officers.values():
-            self._adopt(o)
-        for o, cov in covs:
-            if cov is not None and o.slot >= 0 and self.table is not None:
-                legacy.restore_coverage(f, o.slot, cov, self.table)
-        current = orjson.loads(orjson.dumps(f.dtype().descr))
-        # A new layout, or officers from version 1: every row is written again, with the layout.
-        self._layout = current if layout == current and not v1 else None
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -265,6 +165,14 @@ class PatrolRule:
     def tasks(self) -> list[asyncio.Task[None]]:
         return list(self._tasks)
 
+    def ready(self) -> tuple[bool, str]:
+        """The patrol store is open (between entering and leaving the rule)."""
+        return (True, "open") if self._store is not None else (False, "state store not open")
+
+    def reload(self, ctx: RuleContext) -> None:
+        """The thresholds (``patrols:``) and grid cells of a reloaded configuration."""
+        self.reconfigure(ctx.patrols, ctx.grids)
+
     def reconfigure(self, cfg: PatrolsConfig, grids: Grids | None) -> None:
         """New thresholds or grids, in force from now on; the state is kept."""
         if grids is not self.grids:
@@ -274,36 +182,9 @@ class PatrolRule:
             self._adopt(o)
         self._wake.set()
 
-    def _add(self, o: st.Officer) -> None:
-        # Many officers share a city, a lead, a role, a set of cells: one object each.
-        shared = self._shared
-        o.city = shared.setdefault(o.city, o.city)
-        o.lead = shared.setdefault(o.lead, o.lead) if o.lead else o.lead
-        o.role = shared.setdefault(o.role, o.role) if o.role else o.role
-        o.grids = self._grid_sets.setdefault(o.grids, o.grids)
-        self.officers[(o.city, o.officer)] = o
-        if o.slot >= 0:
-            while len(self.by_slot) <= o.slot:
-                self.by_slot.extend([None] * max(1024, len(self.by_slot)))
-            self.by_slot[o.slot] = o
-            if o.device:
-                self.devices[(o.city, o.device)] = o
-
-    def _adopt(self, o: st.Officer) -> None:
-        """Thresholds, cells and case sites of an officer's slot, from the current config."""
-        s = o.slot
-        if s < 0:
-            return
-        f = self.fleet
-        st.set_thresholds(f, s, self.cfg.thresholds(o.city, o.grids, o.role))
-        f.assign[s] = -1
-        if self.table is not None and o.grids and not self.table.grids.unknown(o.grids):
-            f.assign[s] = self.table.id_of(o.grids)
-            words = (self.table.max_cells + 63) // 64
-            if words > f.visited.shape[1]:
-                f.widen_visited(words)
-                self._layout = None  # every row is written again in the new layout
-        st.link_sites(f, o)
+    def officer_views(self) -> list[dict[str, Any]]:
+        """Each officer on shift: who, where, patrol state and coverage so far (for the API)."""
+        return list(officer_views(self))
 
     # -- the sink ---------------------------------------------------------------
 
@@ -443,28 +324,6 @@ class PatrolRule:
         # Flags are saved at once: a restart must not raise them again.
         return self._submit_save(flagged)
 
-    def _retire(self, slot: int) -> None:
-        """A shift ended: give the slot back; keep the officer only for their open case sites."""
-        o = self.by_slot[slot]
-        self.by_slot[slot] = None
-        self.fleet.free(slot)
-        if o is None:
-            return
-        o.slot = -1
-        if o.device:
-            self.devices.pop((o.city, o.device), None)
-        if o.sites:
-            self._cleared.add((o.city, o.officer))
-        else:
-            self._forget(o)
-
-    def _forget(self, o: st.Officer) -> None:
-        key = (o.city, o.officer)
-        self.officers.pop(key, None)
-        self._docs.discard(key)
-        self._cleared.discard(key)
-        self._deleted.add(key)
-
     # -- time-driven rules --------------------------------------------------------
 
     async def _ticker(self) -> None:
@@ -515,95 +374,3 @@ class PatrolRule:
         """Every rule over every officer on shift (what the ticker does for the timed rules)."""
         f = self.fleet
         return [e for _, e in evaluate(f, self.by_slot, f.live(), now)]
-
-    # -- persistence and coverage -----------------------------------------------
-
-    def _submit_save(self, slots: set[int] | Idx) -> asyncio.Future[None]:
-        """Copy the rows of ``slots`` (and pending docs and deletions) now; write them in the
-        store's thread. Submitted in order, so writes land in the order of their copies."""
-        f = self.fleet
-        job = SaveJob()
-        idx = np.fromiter(slots, dtype=np.intp) if isinstance(slots, set) else slots
-        if self._layout is None:
-            self._layout = f.dtype().descr
-            job.layout = self._layout
-            f.dirty[f.live()] = True  # every row again, in this layout: see _save_dirty
-        idx = idx[f.used[idx]]
-        f.dirty[idx] = False
-        job.packed, job.row_size = f.pack(idx)
-        by_slot = self.by_slot
-        job.keys = [(o.city, o.officer) for o in (by_slot[s] for s in idx.tolist()) if o]
-        # The docs of these rows (their rows must exist to take a state), and some more.
-        pending = self._docs
-        keys = [k for k in job.keys if k in pending]
-        keys += itertools.islice(pending, _SAVE_CHUNK)
-        pending.difference_update(keys)
-        docs = [o for o in map(self.officers.get, dict.fromkeys(keys)) if o is not None]
-        job.docs = [(o.city, o.officer, orjson.dumps(o.to_doc())) for o in docs]
-        job.cleared, job.deleted = list(self._cleared), list(self._deleted)
-        job.drop_v1, self._drop_v1 = self._drop_v1, False
-        self._cleared.clear()
-        self._deleted.clear()
-        if self._store is None or not job:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return asyncio.wrap_future(self._io.submit(self._store.save, job))
-
-    async def _save_dirty(self) -> None:
-        """Save every changed slot, a chunk at a time: the copy of a chunk is taken under the
-        lock, written outside it, so that no copy is large and writes go on meanwhile."""
-        while True:
-            async with self._lock:
-                f = self.fleet
-                idx = np.flatnonzero(f.dirty)[:_SAVE_CHUNK]
-                if not len(idx) and not (self._docs or self._cleared or self._deleted):
-                    return
-                done = self._submit_save(idx)
-            await done
-
-    async def _flusher(self) -> None:
-        last_coverage = time.monotonic()
-        while True:
-            await asyncio.sleep(self.flush_interval)
-            await self._save_dirty()
-            if time.monotonic() - last_coverage >= self.coverage_interval:
-                last_coverage = time.monotonic()
-                async with self._lock:
-                    await self._write_coverage(self._on_shift_slots())
-
-    def _on_shift_slots(self) -> Idx:
-        f = self.fleet
-        idx = f.live()
-        return np.asarray(idx[f.on_shift[idx]], dtype=np.intp)
-
-    async def _write_coverage(self, idx: Idx) -> None:
-        f, table = self.fleet, self.table
-        idx = idx[(f.assign[idx] >= 0) & ~np.isnan(f.watched_since[idx])]
-        if table is None or not len(idx):
-            return
-        now = self.clock.now()
-        assigned = np.array([len(c) for c in table.cells], dtype=np.int64)[f.assign[idx]]
-        visited = coverage.visited_count(f, idx)
-        share = visited / np.maximum(assigned, 1)
-        distance = f.distance[idx]
-        cities = [o.city if o is not None else "" for o in (self.by_slot[s] for s in idx.tolist())]
-        names, which = np.unique(np.array(cities, dtype=object), return_inverse=True)
-        n = np.bincount(which)
-        mean_share = np.bincount(which, weights=share) / n
-        mean_distance = np.bincount(which, weights=distance) / n
-        for k, city in enumerate(names.tolist()):
-            self.metrics.coverage.labels(city).set(float(mean_share[k]))
-            self.metrics.distance.labels(city).set(float(mean_distance[k]))
-        if self.history is None:
-            return
-        out = []
-        for s, a, v, d in zip(
-            idx.tolist(), assigned.tolist(), visited.tolist(), distance.tolist(), strict=True
-        ):
-            o = self.by_slot[s]
-            if o is not None:
-                ws = float(f.watched_since[s])
-                out.append(PatrolCoverage(o.city, o.officer, ws, a, v, d, now))
-        if out:
-            await self.history.write(out)

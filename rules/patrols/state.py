@@ -19,8 +19,11 @@ from rules.patrols import coverage
 from rules.patrols.config import Thresholds
 from rules.patrols.fleet import Fleet, Floats, Idx
 from rules.patrols.geometry import AssignmentTable
+from rules.patrols.specs import PATROL_RULES
 from rules.patrols.track import add_points
 
+# (section, ((key, column), ...)) per patrol rule, from the specs.
+_THRESHOLD_COLUMNS = tuple((s.threshold, tuple(s.columns.items())) for s in PATROL_RULES)
 _SITE_OPEN = frozenset({"dispatched", "accepted", "returned"})
 _SITE_DONE = frozenset({"resolved", "verified", "closed", "evaluated", "cancelled"})
 
@@ -74,15 +77,13 @@ class Officer:
 
 
 def set_thresholds(f: Fleet, slot: int, th: Thresholds) -> None:
-    """Copy an officer's thresholds into their slot."""
-    f.window[slot] = th.idle.window
-    f.radius[slot] = th.idle.radius
-    f.max_acc[slot] = th.idle.max_acc
-    f.out_after[slot] = th.out_of_grid.after
-    f.buffer[slot] = th.out_of_grid.buffer
-    f.gps_after[slot] = th.gps_lost.after
-    f.offline_after[slot] = th.offline.after
-    f.idle_stale[slot] = True
+    """Copy an officer's thresholds into their slot: each rule's section, as its spec maps it."""
+    cols = f.cols
+    for section, pairs in _THRESHOLD_COLUMNS:
+        values = getattr(th, section)
+        for key, column in pairs:
+            cols[column][slot] = getattr(values, key)
+    f.idle_stale[slot] = True  # the kept idle result was judged with the old thresholds
 
 
 def on_shift(f: Fleet, slot: int, ev: ShiftEvent) -> None:

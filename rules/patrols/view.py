@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rules.patrols import coverage
-from rules.patrols.rule import PatrolRule, patrol_state
+from rules.patrols.specs import patrol_state
+
+if TYPE_CHECKING:
+    from rules.patrols.rule import PatrolRule
 
 
 def _num(x: float) -> float | None:

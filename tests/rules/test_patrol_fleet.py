@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
 import numpy as np
+import pytest
 
-from rules.patrols.fleet import Fleet, K
+from rules.patrols.fleet import Fleet, K, flag_dtype
 from rules.patrols.track import add_points
 from tests.rules.test_patrol_rules import T0, drift, feed, start
 
@@ -118,3 +120,29 @@ def test_free_slots_are_reused_and_start_fresh() -> None:
     assert f.firing[b] == 0 and int(f.count[b]) == 0 and math.isnan(f.t_last[b])
     c, d = f.alloc(), f.alloc()
     assert f.capacity >= 3 and len({b, c, d}) == 3, "grows by doubling when full"
+
+
+def test_rows_saved_with_fewer_rules_restore_into_a_fleet_with_more() -> None:
+    """Adding a patrol rule widens ``firing`` and ``fired_since``; saved flags keep their rules."""
+    old = Fleet(capacity=2, rules=4)
+    s = old.alloc()
+    old.on_shift[s] = True
+    old.firing[s] = 0b1010
+    old.fired_since[s, 1], old.fired_since[s, 3] = T0, T0 + 60
+    packed, size = old.pack(np.array([s], dtype=np.intp))
+    layout = json.loads(json.dumps(old.dtype().descr))  # as the store keeps it
+    new = Fleet(capacity=2, rules=9)
+    assert (old.firing.dtype, new.firing.dtype) == (np.uint8, np.uint16)
+    assert Fleet.row_size(layout) == size
+    t = new.alloc()
+    new.unpack([t], [packed.tobytes()], layout)
+    assert int(new.firing[t]) == 0b1010 and bool(new.on_shift[t])
+    assert new.fired_since[t, 1] == T0 and new.fired_since[t, 3] == T0 + 60
+    assert np.isnan(new.fired_since[t, [0, 2, 4, 5, 6, 7, 8]]).all()
+
+
+def test_the_firing_flags_hold_a_bit_per_rule() -> None:
+    widths = {n: flag_dtype(n).itemsize * 8 for n in (1, 8, 9, 16, 17, 33, 64)}
+    assert widths == {1: 8, 8: 8, 9: 16, 16: 16, 17: 32, 33: 64, 64: 64}
+    with pytest.raises(ValueError):
+        flag_dtype(65)

@@ -12,9 +12,10 @@ from citywatch.models import AlertEvent, CaseEvent, DeviceStatus, Fix, Heartbeat
 from citywatch.simulate.grid import make_district
 from rules.patrols.config import PatrolsConfig
 from rules.patrols.evaluate import evaluate
-from rules.patrols.fleet import RULE_NAMES, Fleet
+from rules.patrols.fleet import Fleet
 from rules.patrols.geometry import AssignmentTable
 from rules.patrols.grids import Grids
+from rules.patrols.specs import RULE_NAMES
 from rules.patrols.state import (
     Officer,
     apply_fixes,
