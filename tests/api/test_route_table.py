@@ -20,11 +20,13 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from prometheus_client import CollectorRegistry
 
 from api.auth import Principal
 from api.config import ROLES, ApiConfig
+from api.errors import ApiError
+from api.guard import Endpoint
 from api.openapi import document
 from api.params import Kind, Param
 from api.routes import ROUTES, TOKEN, Route
@@ -284,3 +286,24 @@ async def test_the_guard_checks_every_query_parameter(
                 assert resp.status == 400, (p.name, doc)
                 assert words in doc["error"]["message"] and repr(p.name) in doc["error"]["message"]
     assert calls == []
+
+
+async def test_an_endpoint_reached_without_the_guard_refuses() -> None:
+    calls: Calls = []
+    for route in _stubbed(calls):
+        with pytest.raises(ApiError) as info:
+            await Endpoint(route).serve(make_mocked_request(route.method, route.path))
+        assert info.value.status == 401
+    assert calls == []
+
+
+def test_a_route_missing_a_part_is_refused_at_import() -> None:
+    alerts = next(r for r in ROUTES if r.label == "GET /api/v1/alerts/{id}")
+    for change in (
+        {"role": "god"},
+        {"params": ()},  # the path's {id} undeclared
+        {"body": "Ack"},  # a body without fields
+        {"path": "/alerts/{id}"},
+    ):
+        with pytest.raises(ValueError):
+            dataclasses.replace(alerts, **change)
