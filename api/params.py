@@ -389,7 +389,7 @@ class Param(Generic[T]):
         if self.where == "path":
             object.__setattr__(self, "required", True)
 
-    @property
+    @functools.cached_property
     def what(self) -> str:
         """How messages name it."""
         if self.where == "path":
