@@ -1,1 +1,1 @@
-"""The HTTP side: health, readiness and metrics today; the REST API and console next."""
+"""The HTTP side: health, readiness, metrics, the ``/api/v1`` REST API and stream, the console."""

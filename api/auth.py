@@ -45,6 +45,7 @@ class Principal:
     grids: tuple[str, ...] = ()
 
     def can(self, role: str) -> bool:
+        """Whether this caller's role is ``role`` or one above it."""
         return ROLES.index(self.role) >= ROLES.index(role)
 
     def sees(self, city: str | None, grid: str | None) -> bool:
@@ -56,6 +57,7 @@ class Principal:
         return True
 
     def require(self, role: str) -> None:
+        """403 unless this caller has ``role`` or one above it (the guard's role check)."""
         if not self.can(role):
             raise ApiError(403, f"token {self.name!r} has role {self.role}; this needs {role}")
 
@@ -235,11 +237,3 @@ class RateLimiter:
             return 0.0
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / self.rate
-
-
-def principal(request: web.Request) -> Principal:
-    """The caller of an authenticated request."""
-    try:
-        return request[PRINCIPAL_KEY]
-    except KeyError:
-        raise ApiError(401, "not authenticated") from None

@@ -1,12 +1,18 @@
-"""The OpenAPI 3.1 document, generated from the route table (:mod:`api.routes`)."""
+"""The OpenAPI 3.1 document, generated from the route table (:mod:`api.routes`).
+
+Each operation's parameters and request body are stated by the same kinds the guard
+(:mod:`api.guard`) checks them with, and its role and scope rule are those the guard
+enforces: the document cannot say other than what is done.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from api.auth import UNSAFE_METHODS
-from api.params import TEXT_PATTERN, UNSHOWABLE
-from api.routes import INSTANT, ROUTES, Route
+from api.config import ApiConfig
+from api.params import MATCHER_SCHEMA, Param
+from api.routes import ROUTES, TOKEN, Route
 from rules.patrols.specs import STATE_NAMES
 
 NUM = {"type": "number"}
@@ -14,9 +20,6 @@ NUM_OR_NULL = {"type": ["number", "null"]}
 STR = {"type": "string"}
 STR_OR_NULL = {"type": ["string", "null"]}
 INT = {"type": "integer"}
-# Text with no control characters (params.showable) and, for who and why, not only spaces.
-TEXT = {"type": "string", "pattern": TEXT_PATTERN}
-SAID = {"type": "string", "pattern": f"^[^{UNSHOWABLE}]*[^{UNSHOWABLE}\\s][^{UNSHOWABLE}]*$"}
 
 
 def _obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -140,15 +143,7 @@ SCHEMAS: dict[str, Any] = {
             _obj({"history": {"type": "array"}}),
         ]
     },
-    "Ack": {
-        "type": "object",
-        "properties": {
-            "by": {**TEXT, "minLength": 1, "maxLength": 64},
-            "note": {**TEXT, "maxLength": 500},
-        },
-        "additionalProperties": True,
-    },
-    "Matcher": _obj(
+    MATCHER_SCHEMA: _obj(
         {
             "name": {"type": "string", "minLength": 1, "maxLength": 64},
             "value": {"type": "string", "maxLength": 256},
@@ -157,21 +152,6 @@ SCHEMAS: dict[str, Any] = {
         ("name", "value"),
     )
     | {"additionalProperties": False},
-    "NewSilence": _obj(
-        {
-            "matchers": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 16,
-                "items": {"$ref": "#/components/schemas/Matcher"},
-            },
-            "starts_at": INSTANT,
-            "ends_at": INSTANT,
-            "comment": {**SAID, "minLength": 1, "maxLength": 500},
-            "created_by": {**SAID, "minLength": 1, "maxLength": 64},
-        },
-        ("matchers", "ends_at", "comment"),
-    ),
     "Silence": _obj(
         {
             "id": STR,
@@ -207,22 +187,39 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+def _parameter(p: Param[Any]) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "in": p.where,
+        "required": p.required,
+        "schema": p.kind.schema(),
+        "description": p.description,
+    }
+
+
+def _body(r: Route) -> dict[str, Any]:
+    """The schema of a route's JSON body, from its fields."""
+    fields = r.body_params
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {p.name: p.kind.schema() | {"description": p.description} for p in fields},
+    }
+    required = [p.name for p in fields if p.required]
+    if required:
+        schema["required"] = required
+    return schema
+
+
 def _operation(r: Route) -> dict[str, Any]:
     name = r.path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
+    params = [p for p in r.params if p.where != "body"]
+    if r.websocket:
+        params.append(TOKEN)
     op: dict[str, Any] = {
         "summary": r.summary,
         "operationId": f"{r.method.lower()}_{name}",
-        "description": f"Needs the role `{r.role}`.",
-        "parameters": [
-            {
-                "name": p.name,
-                "in": p.where,
-                "required": p.required or p.where == "path",
-                "schema": p.schema,
-                "description": p.description,
-            }
-            for p in r.params
-        ],
+        "description": f"Needs the role `{r.role}`. {r.scope.doc}",
+        "parameters": [_parameter(p) for p in params],
         "responses": {
             str(r.status): {
                 "description": "OK",
@@ -249,7 +246,7 @@ def _operation(r: Route) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.body}"}}},
         }
-    if r.method in UNSAFE_METHODS or r.path == "/api/v1/stream":
+    if r.method in UNSAFE_METHODS or r.websocket:
         op["description"] += " " + _BROWSERS
     return op
 
@@ -261,11 +258,18 @@ _BROWSERS = (
 )
 
 
-def document(version: str) -> dict[str, Any]:
-    """The OpenAPI document of every route in :data:`api.routes.ROUTES`."""
+def document(
+    version: str, cfg: ApiConfig | None = None, routes: tuple[Route, ...] = ROUTES
+) -> dict[str, Any]:
+    """The OpenAPI document of ``routes`` (the table), with the bounds ``cfg`` sets."""
+    cfg = cfg or ApiConfig()
     paths: dict[str, Any] = {}
-    for r in ROUTES:
+    schemas = dict(SCHEMAS)
+    for r in routes:
+        r = r.configured(cfg)
         paths.setdefault(r.path, {})[r.method.lower()] = _operation(r)
+        if r.body is not None:
+            schemas[r.body] = _body(r)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -279,7 +283,7 @@ def document(version: str) -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

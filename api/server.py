@@ -4,7 +4,9 @@
 ``/metrics`` needs an admin token when tokens are configured, unless
 ``api.metrics_public`` says otherwise. Everything under ``/api/v1`` needs a token
 (or, with no tokens configured, a request from this machine), is rate limited per
-token, and answers errors as JSON. Requests that act (POST, PUT, PATCH, DELETE)
+token, and answers errors as JSON. The routes there are those of the table
+(:mod:`api.routes`), each served behind the guard (:mod:`api.guard`), which
+enforces its role, parameters and scope. Requests that act (POST, PUT, PATCH, DELETE)
 and WebSocket handshakes from a browser must come from the console's own origin or
 one of ``api.allowed_origins`` (:class:`api.auth.OriginPolicy`). The console's page
 and assets are static and public; the page asks for a token and calls the API with it.
@@ -16,7 +18,6 @@ a cap): start the application with :class:`api.connections.GuardedSite`.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -26,12 +27,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from alerting.service import Alerting
 from api import openapi
-from api.auth import PRINCIPAL_KEY, Authenticator, Handler, OriginPolicy, RateLimiter
+from api.auth import Authenticator, Handler, OriginPolicy, RateLimiter
 from api.config import ApiConfig
 from api.connections import GUARD, ConnectionGuard, ConnectionMetrics, track_requests
-from api.errors import ApiError, error_response, json_errors
+from api.errors import error_response, json_errors
+from api.guard import OPENAPI_PATH, guard, register
 from api.live import DeviceBoard
-from api.routes import ROUTES
+from api.routes import ROUTES, Route
 from api.state import (
     ALERTING,
     AUTH,
@@ -98,13 +100,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi.document(VERSION))
-
-
-def _guarded(path: str, app: web.Application) -> bool:
-    if path.startswith("/api/v1/") and path != "/api/v1/openapi.json":
-        return True
-    return path == "/metrics" and not app[CONFIG].metrics_open
+    return web.json_response(openapi.document(VERSION, request.app[CONFIG]))
 
 
 @web.middleware
@@ -114,51 +110,23 @@ async def same_origin(request: web.Request, handler: Handler) -> web.StreamRespo
     return await handler(request)
 
 
-@web.middleware
-async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate ``/api/v1`` (and a private ``/metrics``), then rate limit per caller."""
-    if not _guarded(request.path, request.app):
-        return await handler(request)
-    auth = request.app[AUTH]
-    if request.path == "/api/v1/stream" and "token" in request.query and not auth.open_locally:
-        # Browsers cannot set headers on a WebSocket: the token may come in the query.
-        token = request.query["token"]
-        request = request.clone(headers={**request.headers, "Authorization": f"Bearer {token}"})
-    limiter = request.app[LIMITER]
-    try:
-        who = auth.authenticate(request)
-    except ApiError as exc:
-        if exc.status == 401:
-            # Guessing tokens costs from the same budget as using one, per address.
-            wait = limiter.allow(f"unauthenticated:{request.remote}")
-            if wait > 0:
-                raise ApiError(
-                    429, "too many failed logins", {"Retry-After": str(math.ceil(wait))}
-                ) from None
-        raise
-    if request.path == "/metrics":
-        who.require("admin")
-    wait = limiter.allow(who.name if not auth.open_locally else str(request.remote))
-    if wait > 0:
-        raise ApiError(
-            429, f"rate limit of token {who.name!r} exceeded", {"Retry-After": str(math.ceil(wait))}
-        )
-    request[PRINCIPAL_KEY] = who
-    return await handler(request)
-
-
 def make_app(
     registry: CollectorRegistry,
     checks: dict[str, ReadyCheck],
     cfg: ApiConfig | None = None,
     parts: ApiParts | None = None,
+    routes: tuple[Route, ...] = ROUTES,
 ) -> web.Application:
-    """Build the application around the registry, readiness checks and the parts it reads."""
+    """Build the application around the registry, readiness checks and the parts it reads.
+
+    ``routes`` (by default the table, :data:`api.routes.ROUTES`) are served behind the
+    guard (:mod:`api.guard`).
+    """
     cfg = cfg or ApiConfig()
     parts = parts or ApiParts()
     app = web.Application(
         client_max_size=cfg.max_body,
-        middlewares=[track_requests, json_errors, same_origin, auth_and_limits],
+        middlewares=[track_requests, json_errors, same_origin, guard],
     )
     app[GUARD] = ConnectionGuard(cfg, ConnectionMetrics(registry))
     app[ORIGINS_KEY] = OriginPolicy(cfg)
@@ -177,9 +145,8 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/v1/openapi.json", openapi_json)
-    for r in ROUTES:
-        app.router.add_route(r.method, r.path, r.handler)
+    app.router.add_get(OPENAPI_PATH, openapi_json)
+    register(app, routes, cfg)
     _add_console(app)
     if app[AUTH].open_locally:
         log.warning("no api.tokens configured: the API answers requests from this machine only")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from alerting.lifecycle import LifecycleError
-from alerting.model import STATES, Alert
+from alerting.model import Alert
 from alerting.service import Alerting
 from alerting.silences import Matcher, Silence, SilenceError
 from alerting.summary import what
 from api import params
-from api.auth import Principal, principal
+from api.auth import Principal
 from api.errors import ApiError
-from api.state import ALERTING, CONFIG
+from api.state import ALERTING
 
 SEVERITIES = ("yellow", "red")
 SUBJECTS = ("case", "officer")
@@ -64,26 +65,30 @@ def _visible(p: Principal, a: Alert) -> bool:
     return p.sees(a.city, a.labels.get("grid"))
 
 
-async def list_alerts(request: web.Request) -> web.Response:
+async def list_alerts(
+    request: web.Request,
+    who: Principal,
+    *,
+    status: frozenset[str],
+    severity: frozenset[str] | None,
+    city: str | None,
+    grid: str | None,
+    rule: str | None,
+    subject: str | None,
+    officer: str | None,
+    silenced: bool | None,
+    limit: int,
+    offset: int,
+) -> web.Response:
     """Alerts, newest first; open ones by default."""
-    p = principal(request)
     alerting = _alerting(request)
-    statuses = params.choices(request, "status", STATES) or frozenset({"firing", "acknowledged"})
-    severity = params.choices(request, "severity", SEVERITIES)
-    city = params.text(request, "city", params.CITY, "a 6-digit city code")
-    grid = params.text(request, "grid", params.GRID_PREFIX, "a prefix of grid codes")
-    rule = params.text(request, "rule", params.ID, "a rule name")
-    subject = params.choice(request, "subject", SUBJECTS)
-    officer = params.text(request, "officer", params.ID, "an officer id")
-    silenced = params.choice(request, "silenced", ("true", "false"))
-    limit, offset = params.page(request, request.app[CONFIG].page_max)
     found: dict[int, Alert] = {a.id: a for a in alerting.by_id.values()}
-    if "resolved" in statuses:
+    if "resolved" in status:
         for a in await alerting.recent_resolved(MAX_RESOLVED):
             found.setdefault(a.id, a)
     out = []
     for a in sorted(found.values(), key=lambda a: a.id, reverse=True):
-        if a.status not in statuses or not _visible(p, a):
+        if a.status not in status or not _visible(who, a):
             continue
         if severity and a.severity not in severity:
             continue
@@ -97,54 +102,37 @@ async def list_alerts(request: web.Request) -> web.Response:
             continue
         if officer and a.labels.get("officer") != officer:
             continue
-        if silenced is not None and (alerting.silenced_by(a) is not None) != (silenced == "true"):
+        if silenced is not None and (alerting.silenced_by(a) is not None) != silenced:
             continue
         out.append(a)
     page = params.paginate(out, limit, offset, lambda a: alert_json(a, alerting.silenced_by(a)))
     return params.respond(page)
 
 
-def _alert_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 12:
-        raise ApiError(400, f"alert id must be a positive integer, got {raw[:20]!r}")
-    return int(raw)
-
-
-async def get_alert(request: web.Request) -> web.Response:
-    p = principal(request)
+async def get_alert(request: web.Request, who: Principal, *, alert_id: int) -> web.Response:
     alerting = _alerting(request)
-    a = await alerting.get(_alert_id(request))
-    if a is None or not _visible(p, a):
-        raise ApiError(404, f"no alert {request.match_info['id']}")
+    a = await alerting.get(alert_id)
+    if a is None or not _visible(who, a):
+        raise ApiError(404, f"no alert {alert_id}")
     doc = alert_json(a, alerting.silenced_by(a))
     doc["history"] = await alerting.history(a.id)
     return params.respond(doc)
 
 
-async def ack_alert(request: web.Request) -> web.Response:
+async def ack_alert(
+    request: web.Request, who: Principal, *, alert_id: int, by: str | None, note: str | None
+) -> web.Response:
     """Acknowledge: ``{"by": "...", "note": "..."}``; ``by`` defaults to the token's name.
 
     The JSON body is required (``{}`` at least): a form or text a page of another site
     can post without asking the browser first is never taken for one.
     """
-    p = principal(request)
-    p.require("supervisor")
     alerting = _alerting(request)
-    alert_id = _alert_id(request)
-    body = await params.json_body(request)
-    by = params.field(body, "by", str)
-    by = p.name if by is None else by
-    note = params.field(body, "note", str)
-    if not 0 < len(by) <= 64 or not params.showable(by):
-        raise ApiError(400, "field 'by' must be 1-64 characters, no control characters")
-    if note is not None and (len(note) > 500 or not params.showable(note)):
-        raise ApiError(400, "field 'note' must be at most 500 characters, no control characters")
     a = await alerting.get(alert_id)
-    if a is None or not _visible(p, a):
+    if a is None or not _visible(who, a):
         raise ApiError(404, f"no alert {alert_id}")
     try:
-        new = await alerting.acknowledge(alert_id, by, note)
+        new = await alerting.acknowledge(alert_id, who.name if by is None else by, note)
     except LifecycleError as exc:
         raise ApiError(409, str(exc)) from None
     except KeyError:
@@ -158,20 +146,20 @@ def silence_json(s: Silence, now: float) -> dict[str, Any]:
     return doc
 
 
-async def list_silences(request: web.Request) -> web.Response:
-    p = principal(request)
+async def list_silences(
+    request: web.Request, who: Principal, *, limit: int, offset: int
+) -> web.Response:
     alerting = _alerting(request)
-    limit, offset = params.page(request, request.app[CONFIG].page_max)
     now = alerting.clock.now()
     items = [
         silence_json(s, now)
         for s in sorted(alerting.silences.values(), key=lambda s: s.created_at, reverse=True)
-        if _silence_visible(p, s)
+        if _silence_visible(who, s)
     ]
     return params.respond(params.paginate(items, limit, offset))
 
 
-def _pinned(matchers: tuple[Matcher, ...] | list[Matcher]) -> tuple[str | None, str | None]:
+def pinned(matchers: Sequence[Matcher]) -> tuple[str | None, str | None]:
     """The city and grid (or grid prefix, from ``grid =~ <digits>.*``) a silence pins."""
     fixed = {m.name: m.value for m in matchers if m.op == "="}
     grid = fixed.get("grid")
@@ -185,69 +173,40 @@ def _pinned(matchers: tuple[Matcher, ...] | list[Matcher]) -> tuple[str | None, 
 def _silence_visible(p: Principal, s: Silence) -> bool:
     if not p.cities and not p.grids:
         return True
-    city, grid = _pinned(s.matchers)
+    city, grid = pinned(s.matchers)
     return p.sees(city, grid)
 
 
-async def create_silence(request: web.Request) -> web.Response:
-    """Body: ``matchers``, ``ends_at``, ``comment``; optional ``starts_at``, ``created_by``."""
-    p = principal(request)
-    p.require("supervisor")
+async def create_silence(
+    request: web.Request,
+    who: Principal,
+    *,
+    matchers: tuple[Matcher, ...],
+    starts_at: float | None,
+    ends_at: float,
+    comment: str,
+    created_by: str | None,
+) -> web.Response:
+    """Silence what every matcher matches, from ``starts_at`` (default now) to ``ends_at``.
+
+    A scoped token's silence pins city and grid within its scope (the route's scope
+    rule, :data:`api.routes.SILENCE_PINS`, checked by the guard).
+    """
     alerting = _alerting(request)
-    body = await params.json_body(request)
-    raw = params.field(body, "matchers", list, required=True) or []
-    matchers = []
+    if ends_at <= alerting.clock.now():
+        raise ApiError(400, "field 'ends_at' must be in the future")
+    by = who.name if created_by is None else created_by
     try:
-        for i, m in enumerate(raw):
-            if not isinstance(m, dict) or set(m) - {"name", "value", "op"}:
-                raise ApiError(400, f"matchers[{i}] must be an object with name, value, op")
-            name, value, op = m.get("name"), m.get("value"), m.get("op", "=")
-            if not (isinstance(name, str) and isinstance(value, str) and isinstance(op, str)):
-                raise ApiError(400, f"matchers[{i}]: name, value and op must be strings")
-            matchers.append(Matcher(name, value, op))
-        if p.cities or p.grids:
-            _check_scope(p, matchers)
-        now = alerting.clock.now()
-        starts = body.get("starts_at")
-        starts_at = None if starts is None else params.parse_instant(starts, "field 'starts_at'")
-        if "ends_at" not in body:
-            raise ApiError(400, "field 'ends_at' is required")
-        ends_at = params.parse_instant(body["ends_at"], "field 'ends_at'")
-        if ends_at <= now:
-            raise ApiError(400, "field 'ends_at' must be in the future")
-        comment = params.field(body, "comment", str, required=True) or ""
-        if not 0 < len(comment) <= 500 or not params.showable(comment):
-            raise ApiError(400, "field 'comment' must be 1-500 characters, no control characters")
-        by = params.field(body, "created_by", str)
-        by = p.name if by is None else by
-        if not 0 < len(by) <= 64 or not params.showable(by):
-            raise ApiError(400, "field 'created_by' must be 1-64 characters, no control characters")
         s = await alerting.add_silence(matchers, starts_at, ends_at, by, comment)
     except SilenceError as exc:
         raise ApiError(400, str(exc)) from None
     return params.respond(silence_json(s, alerting.clock.now()), status=201)
 
 
-def _check_scope(p: Principal, matchers: list[Matcher]) -> None:
-    """A scoped token may only silence within its scope: it must pin city and grid."""
-    city, grid = _pinned(matchers)
-    if p.cities and city not in p.cities:
-        raise ApiError(403, f"token {p.name!r} must pin city to one of {', '.join(p.cities)}")
-    if p.grids and (grid is None or not any(grid.startswith(g) for g in p.grids)):
-        raise ApiError(
-            403,
-            f"token {p.name!r} must pin grid (grid = code, or grid =~ <digits>.*) "
-            f"within {', '.join(p.grids)}",
-        )
-
-
-async def delete_silence(request: web.Request) -> web.Response:
-    p = principal(request)
-    p.require("supervisor")
+async def delete_silence(request: web.Request, who: Principal, *, silence: str) -> web.Response:
     alerting = _alerting(request)
-    sid = request.match_info["id"]
-    s = alerting.silences.get(sid)
-    if s is None or not _silence_visible(p, s):
-        raise ApiError(404, f"no silence {sid[:40]}")
-    s = await alerting.expire_silence(sid)
+    s = alerting.silences.get(silence)
+    if s is None or not _silence_visible(who, s):
+        raise ApiError(404, f"no silence {silence[:40]}")
+    s = await alerting.expire_silence(silence)
     return params.respond(silence_json(s, alerting.clock.now()))

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from aiohttp import web
 
 from api import params
-from api.auth import principal
+from api.auth import Principal
 from api.errors import ApiError
-from api.live import DEVICE_STATES, DeviceBoard
-from api.state import BOARD, CONFIG, INFLUX, PATROLS
+from api.live import DeviceBoard
+from api.state import BOARD, INFLUX, PATROLS
 from citywatch.influx.client import QueryError
 from rules.patrols.specs import STATE_NAMES
 
 OFFICER_STATES = STATE_NAMES
 TRACK_MAX_POINTS = 20_000
 TRACK_MAX_SPAN = 7 * 86400.0
+_ID = re.compile(params.ID).fullmatch
 
 
 def _board(request: web.Request) -> DeviceBoard:
@@ -27,23 +29,27 @@ def _board(request: web.Request) -> DeviceBoard:
     return board
 
 
-async def list_devices(request: web.Request) -> web.Response:
-    p = principal(request)
+async def list_devices(
+    request: web.Request,
+    who: Principal,
+    *,
+    status: frozenset[str] | None,
+    city: str | None,
+    grid: str | None,
+    limit: int,
+    offset: int,
+) -> web.Response:
     board = _board(request)
-    status = params.choices(request, "status", DEVICE_STATES)
-    city = params.text(request, "city", params.CITY, "a 6-digit city code")
-    grid = params.text(request, "grid", params.GRID_PREFIX, "a prefix of grid codes")
-    limit, offset = params.page(request, request.app[CONFIG].page_max)
     now = time.time()
     cfg = board.patrols
-    scoped = bool(p.cities or p.grids)
+    scoped = bool(who.cities or who.grids)
     out = []
     for d in board.sorted():
         if city and d.city != city:
             continue
         if grid and not any(g.startswith(grid) for g in d.grids):
             continue
-        if scoped and not _sees_any(p, d.city, d.grids):
+        if scoped and not _sees_any(who, d.city, d.grids):
             continue
         if status and d.status(now, cfg) not in status:
             continue
@@ -51,21 +57,18 @@ async def list_devices(request: web.Request) -> web.Response:
     return params.respond(params.paginate(out, limit, offset, lambda d: d.to_json(now, cfg)))
 
 
-def _sees_any(p: Any, city: str, grids: tuple[str, ...]) -> bool:
+def _sees_any(p: Principal, city: str, grids: tuple[str, ...]) -> bool:
     return p.sees(city, None) if not grids else any(p.sees(city, g) for g in grids)
 
 
-async def get_device(request: web.Request) -> web.Response:
-    p = principal(request)
+async def get_device(
+    request: web.Request, who: Principal, *, device: str, city: str | None
+) -> web.Response:
     board = _board(request)
-    device = request.match_info["id"]
-    if not params.ID(device):
-        raise ApiError(400, "device id must match [A-Za-z0-9_.-]{1,64}")
-    city = params.text(request, "city", params.CITY, "a 6-digit city code")
     found = [
         d
         for (c, dev), d in board.devices.items()
-        if dev == device and (city is None or c == city) and _sees_any(p, c, d.grids)
+        if dev == device and (city is None or c == city) and _sees_any(who, c, d.grids)
     ]
     if not found:
         raise ApiError(404, f"no device {device}")
@@ -81,14 +84,18 @@ def _officers(request: web.Request) -> list[dict[str, Any]]:
     return rule.officer_views()
 
 
-async def list_officers(request: web.Request) -> web.Response:
+async def list_officers(
+    request: web.Request,
+    who: Principal,
+    *,
+    state: frozenset[str] | None,
+    city: str | None,
+    grid: str | None,
+    lead: str | None,
+    limit: int,
+    offset: int,
+) -> web.Response:
     """Officers on shift, with grids, lead, patrol state and coverage so far."""
-    p = principal(request)
-    state = params.choices(request, "state", OFFICER_STATES)
-    city = params.text(request, "city", params.CITY, "a 6-digit city code")
-    grid = params.text(request, "grid", params.GRID_PREFIX, "a prefix of grid codes")
-    lead = params.text(request, "lead", params.ID, "a lead id")
-    limit, offset = params.page(request, request.app[CONFIG].page_max)
     out = []
     for o in sorted(_officers(request), key=lambda o: (o["city"], o["officer"])):
         grids = tuple(o.get("grids") or ())
@@ -100,7 +107,7 @@ async def list_officers(request: web.Request) -> web.Response:
             continue
         if state and o.get("state") not in state:
             continue
-        if not _sees_any(p, o["city"], grids):
+        if not _sees_any(who, o["city"], grids):
             continue
         out.append(o)
     return params.respond(params.paginate(out, limit, offset))
@@ -111,16 +118,18 @@ def _q(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-async def officer_track(request: web.Request) -> web.Response:
+async def officer_track(
+    request: web.Request,
+    who: Principal,
+    *,
+    officer: str,
+    city: str | None,
+    start: float | None,
+    end: float | None,
+) -> web.Response:
     """The officer's GPS track from InfluxDB as a GeoJSON Feature (LineString, times)."""
-    p = principal(request)
-    officer = request.match_info["id"]
-    if not params.ID(officer):
-        raise ApiError(400, "officer id must match [A-Za-z0-9_.-]{1,64}")
-    city = params.text(request, "city", params.CITY, "a 6-digit city code")
-    now = time.time()
-    end = params.instant(request, "to") or now
-    start = params.instant(request, "from") or end - 8 * 3600
+    end = end or time.time()
+    start = start or end - 8 * 3600
     if start >= end:
         raise ApiError(400, "parameter 'from' must be before 'to'")
     if end - start > TRACK_MAX_SPAN:
@@ -133,7 +142,7 @@ async def officer_track(request: web.Request) -> web.Response:
     if len(known) > 1:
         raise ApiError(409, f"officer {officer} is on shift in several cities: give ?city=")
     o = known[0]
-    if not _sees_any(p, o["city"], tuple(o.get("grids") or ())):
+    if not _sees_any(who, o["city"], tuple(o.get("grids") or ())):
         raise ApiError(404, f"no officer {officer}")
     client = request.app[INFLUX]
     if client is None:
@@ -198,9 +207,7 @@ def _spans(
         spans.append((device, open_at, hi))
     elif not spans and current:
         spans.append((current, lo, hi))  # on shift since before the stored history
-    return [
-        (d, max(a, lo), min(b, hi)) for d, a, b in spans if a <= hi and b >= lo and params.ID(d)
-    ]
+    return [(d, max(a, lo), min(b, hi)) for d, a, b in spans if a <= hi and b >= lo and _ID(d)]
 
 
 def _rows(results: list[dict[str, Any]]) -> list[list[Any]]:

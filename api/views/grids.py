@@ -7,27 +7,26 @@ from typing import Any
 from aiohttp import web
 
 from api import params
-from api.auth import principal
+from api.auth import Principal
 from api.errors import ApiError
 from api.state import GRIDS
 
 MAX_CELLS = 50_000
 
 
-async def list_grids(request: web.Request) -> web.Response:
+async def list_grids(request: web.Request, who: Principal, *, grid: str | None) -> web.Response:
     """Cells whose code starts with ``grid`` (default: all the caller may see)."""
-    p = principal(request)
     grids = request.app[GRIDS]()
     if grids is None:
         raise ApiError(404, "no grids_file is configured")
-    prefix = params.text(request, "grid", params.GRID_PREFIX, "a prefix of grid codes") or ""
+    prefix = grid or ""
     features: list[dict[str, Any]] = []
     for code in sorted(grids.codes):
         if not code.startswith(prefix):
             continue
         # A cell's code begins with its district's code, whose first four digits are the city's.
         city = code[:4] + "00"
-        if not p.sees(city, code) and not (p.cities and not p.grids and city in p.cities):
+        if not who.sees(city, code) and not (who.cities and not who.grids and city in who.cities):
             continue
         polygons = [[list(map(list, ring)) for ring in poly] for poly in grids.polygons(code)]
         geometry = (

@@ -16,8 +16,7 @@ import contextlib
 import orjson
 from aiohttp import WSMsgType, web
 
-from api import params
-from api.auth import principal
+from api.auth import Principal
 from api.errors import ApiError
 from api.state import HUB
 from api.stream import Filter, Hub, Subscriber
@@ -33,28 +32,32 @@ def hub_of(request: web.Request) -> Hub:
     return hub
 
 
-async def stream(request: web.Request) -> web.StreamResponse:
-    p = principal(request)
+async def stream(
+    request: web.Request,
+    who: Principal,
+    *,
+    types: frozenset[str],
+    city: str | None,
+    grid: str | None,
+    resume: str | None,
+) -> web.StreamResponse:
+    """Subscribe the caller to the events of ``types`` in ``city`` and ``grid``, its scope."""
     hub = hub_of(request)
-    kinds = params.choices(request, "types", KINDS) or frozenset(KINDS)
-    city = params.text(request, "city", params.CITY, "a 6-digit city code")
-    grid = params.text(request, "grid", params.GRID_PREFIX, "a prefix of grid codes")
-    resume = params.text(request, "resume", lambda v: len(v) <= 64, "a resume token")
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "this endpoint speaks WebSocket (Upgrade: websocket)")
-    if hub.per_caller.get(p.name, 0) >= MAX_PER_CALLER:
-        raise ApiError(429, f"token {p.name!r} already has {MAX_PER_CALLER} streams open")
+    if hub.per_caller.get(who.name, 0) >= MAX_PER_CALLER:
+        raise ApiError(429, f"token {who.name!r} already has {MAX_PER_CALLER} streams open")
     await ws.prepare(request)
-    sub, missed = hub.subscribe(Filter(p, kinds, city, grid), resume)
+    sub, missed = hub.subscribe(Filter(who, types, city, grid), resume)
     try:
         await ws.send_str(
             orjson.dumps(
                 {
                     "type": "hello",
                     "resume": hub.token(hub.last),
-                    "principal": p.name,
-                    "role": p.role,
+                    "principal": who.name,
+                    "role": who.role,
                 }
             ).decode()
         )

@@ -253,6 +253,8 @@ async def test_tokens_roles_and_scopes(running: tuple[Service, Api], mosquitto: 
         ("GET", "/api/v1/alerts?limit=abc", {}, 400, "integer"),
         ("GET", "/api/v1/alerts?city=12", {}, 400, "city"),
         ("GET", "/api/v1/alerts/abc", {}, 400, "alert id"),
+        # A superscript two is a digit to str.isdigit() but not to int(): was a 500.
+        ("GET", "/api/v1/alerts/%C2%B2", {}, 400, "alert id"),
         ("GET", "/api/v1/alerts/999999", {}, 404, "no alert"),
         (
             "POST",
