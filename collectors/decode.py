@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from citywatch.deadletter import deadletter_payload, elements_deadletter_payload
 from citywatch.models import Fix, Record, Rejected
+from citywatch.topics import deadletter_topic
 from collectors.config import IngestConfig
 from collectors.message import Decoder, Incoming
 from collectors.metrics import CollectorMetrics
@@ -42,7 +43,8 @@ class BatchDecoder:
         self.decoders = decoders
 
     def deadletter_topic(self, topic: str) -> str:
-        return f"{self.router.root}/{self.router.city_of(topic) or 'unknown'}/deadletter"
+        """Where the dead letter of a message received on ``topic`` goes."""
+        return deadletter_topic(self.router.root, self.router.city_of(topic))
 
     def decode(self, batch: Sequence[Incoming]) -> Decoded:
         out = Decoded()

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from citywatch.clock import Clock
 from citywatch.sink import Sink
+from citywatch.topics import DEFAULT_ROOT
 from rules.calendar import CalendarConfig
 from rules.cases.config import CasesConfig
 from rules.cases.kpi import KpiMetrics
@@ -39,6 +40,8 @@ class RuleContext:
     patrols: PatrolsConfig = field(default_factory=PatrolsConfig)
     grids: Grids | None = None
     """The unit grid cells (``grids_file``); without them out-of-grid and coverage are off."""
+    topic_root: str = DEFAULT_ROOT
+    """``mqtt.topic_root``: the topics that refused messages came on are named under it."""
 
 
 def case_rule(ctx: RuleContext) -> CaseRule:
@@ -52,6 +55,7 @@ def case_rule(ctx: RuleContext) -> CaseRule:
         ctx.clock,
         kpi_sink=ctx.store,
         kpi_metrics=KpiMetrics(ctx.registry),
+        topic_root=ctx.topic_root,
     )
 
 
