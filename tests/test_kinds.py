@@ -208,3 +208,37 @@ def test_record_type_has_an_encoder_and_a_measurement_row(record: type) -> None:
         f"docs/schema.md: add the row | `{measurement}` | `{record.__name__}` | ..."
     )
     assert f"### `{measurement}`" in SCHEMA_DOC, f"docs/schema.md: describe `{measurement}`"
+
+
+@pytest.mark.parametrize(
+    ("topic", "expected"),
+    [
+        (topics.gps_topic("cw", CITY, "d1"), "cw/321200/devices/d1/gps"),
+        (topics.heartbeat_topic("cw", CITY, "d1"), "cw/321200/devices/d1/heartbeat"),
+        (topics.status_topic("cw", CITY, "d1"), "cw/321200/devices/d1/status"),
+        (topics.shift_topic("cw", CITY, "o1"), "cw/321200/officers/o1/shift"),
+        (topics.case_events_topic("cw", CITY, "C1"), "cw/321200/cases/C1/events"),
+        (topics.ack_topic("cw", CITY, "l1"), "cw/321200/acks/l1"),
+        (topics.owntracks_topic("ot", "wangli", "phone"), "ot/wangli/phone"),
+        (topics.deadletter_topic("cw", CITY), "cw/321200/deadletter"),
+        (topics.deadletter_topic("cw", None), "cw/unknown/deadletter"),
+        (topics.alert_topic("cw", CITY, "l1"), "cw/321200/alerts/l1"),
+        (topics.root_filter("cw"), "cw/#"),
+        (topics.root_filter("cw", CITY), "cw/321200/#"),
+        (topics.OWNTRACKS.filter("ot"), "ot/+/+"),
+        (topics.ALERT.filter("cw", city=CITY), "cw/321200/alerts/+"),
+        (topics.DEADLETTER.filter("cw"), "cw/+/deadletter"),
+    ],
+)
+def test_topic_builders(topic: str, expected: str) -> None:
+    assert topic == expected
+
+
+def test_topic_patterns_refuse_what_the_router_could_not_walk() -> None:
+    for bad in ("citywatch/{city}/x", "{root}", "{root}/{city}/Dev ices", "{root}/{a}/{a}"):
+        with pytest.raises(ValueError):
+            TopicPattern(bad)
+    with pytest.raises(TypeError):
+        topics.GPS.fill("cw", CITY)
+    with pytest.raises(TypeError):
+        topics.GPS.filter("cw", officer="o1")
