@@ -11,7 +11,8 @@ then the ids in it. OwnTracks topics carry the app's own names, which
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import NamedTuple
 
 from citywatch.topics import DEFAULT_OWNTRACKS_ROOT, DEFAULT_ROOT, RootKey, root_filter
@@ -32,22 +33,34 @@ class _Shape(NamedTuple):
     """A kind's pattern, ready for matching against a split topic (index 0 is the root)."""
 
     kind: str
-    literals: tuple[tuple[int, str], ...]
+    literals: tuple[str, ...]
+    pick: Callable[[list[str]], tuple[str, ...]]
+    """The levels of a topic where the pattern has its literals."""
     ids: tuple[tuple[int, str], ...]
     city: int | None
     checked: bool
 
 
+def _picker(positions: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    # itemgetter is the fastest pick, but gives a bare item for one position.
+    if len(positions) == 1:
+        (i,) = positions
+        return lambda parts: (parts[i],)
+    return itemgetter(*positions) if positions else (lambda parts: ())
+
+
 def _shape(kind: Kind) -> _Shape:
-    literals, ids, city = [], [], None
+    positions, literals, ids, city = [], [], [], None
     for i, level in enumerate(kind.topic.levels, start=1):
         if not level.startswith("{"):
-            literals.append((i, level))
+            positions.append(i)
+            literals.append(level)
         elif level == "{city}":
             city = i
         else:
             ids.append((i, level[1:-1]))
-    return _Shape(kind.name, tuple(literals), tuple(ids), city, kind.topic.root_key == "root")
+    checked = kind.topic.root_key == "root"
+    return _Shape(kind.name, tuple(literals), _picker(positions), tuple(ids), city, checked)
 
 
 def _section(kind: Kind) -> str:
@@ -150,7 +163,7 @@ class Router:
 
     def _match(self, root_key: RootKey, parts: list[str]) -> Route | None:
         for shape in self._shapes.get((root_key, len(parts)), ()):
-            if all(parts[i] == literal for i, literal in shape.literals):
+            if shape.pick(parts) == shape.literals:
                 if shape.checked:
                     for i, name in shape.ids:
                         if not _ID(parts[i]):
@@ -160,5 +173,7 @@ class Router:
                                 f"{word} {parts[i]!r} in topic must match [A-Za-z0-9_.-]{{1,64}}",
                             )
                 city = "" if shape.city is None else parts[shape.city]
-                return Route(shape.kind, city, "/".join(parts[i] for i, _ in shape.ids))
+                ids = shape.ids
+                subject = parts[ids[0][0]] if len(ids) == 1 else "/".join(parts[i] for i, _ in ids)
+                return Route(shape.kind, city, subject)
         return None
