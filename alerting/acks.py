@@ -1,4 +1,4 @@
-"""Acknowledgements sent from handhelds (``citywatch/{city}/acks/{receiver}``).
+"""Acknowledgements sent from handhelds (``{root}/{city}/acks/{receiver}``).
 
 They reach alerting as :class:`~citywatch.models.AlertAck` records through the
 collector's sink. Only a receiver who was told of an alert may acknowledge it;
@@ -18,6 +18,7 @@ import orjson
 from alerting.lifecycle import LifecycleError
 from alerting.model import RESOLVED, Alert
 from citywatch.models import AlertAck, Rejected
+from citywatch.topics import ack_topic
 
 log = logging.getLogger("citywatch.alerts")
 
@@ -75,7 +76,7 @@ async def apply_ack(
     log.info("acknowledgement of alert %d by %s refused: %s", ack.alert_id, ack.receiver, why)
     if rejects is None:
         return
-    topic = f"{topic_root}/{ack.city}/acks/{ack.receiver}"
+    topic = ack_topic(topic_root, ack.city, ack.receiver)
     rejected = Rejected("ack", "ack_refused", why, topic, ack.received_at, ack.city)
     doc: dict[str, Any] = {"alert_id": ack.alert_id, "ts": ack.ts}
     if ack.note is not None:

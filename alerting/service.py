@@ -40,6 +40,7 @@ from citywatch.clock import Clock
 from citywatch.models import AlertAck, AlertEvent, Record
 from citywatch.scheduler import Timers
 from citywatch.sink import Sink
+from citywatch.topics import DEFAULT_ROOT
 
 log = logging.getLogger("citywatch.alerts")
 T = TypeVar("T")
@@ -59,7 +60,7 @@ class Alerting:
         clock: Clock,
         *,
         rejects: RejectSink | None = None,
-        topic_root: str = "citywatch",
+        topic_root: str = DEFAULT_ROOT,
         housekeeping_interval: float = 60.0,
     ) -> None:
         self.cfg = cfg

@@ -5,7 +5,7 @@ temporary folder, the outbox, the MQTT push to a real Mosquitto) and is fed
 alert events the way the rules feed it: batches every 10 ms, at ``--rate``
 new alerts a second, each for another officer and one of ``--leads`` patrol
 leads. A subscriber in another process takes every push on
-``citywatch/+/alerts/#`` and measures the delay from the emit (carried in the
+``citywatch/321200/alerts/+`` and measures the delay from the emit (carried in the
 event's values) to its arrival. Reported: p50, p99 and max delay, and pushes
 received against alerts emitted (each must arrive exactly once).
 
@@ -42,6 +42,7 @@ from alerting.service import Alerting  # noqa: E402
 from citywatch.clock import SystemClock  # noqa: E402
 from citywatch.config import parse_mqtt_url  # noqa: E402
 from citywatch.models import AlertEvent  # noqa: E402
+from citywatch.topics import ALERT, DEFAULT_ROOT  # noqa: E402
 from tests.services import Mosquitto  # noqa: E402
 
 CITY = "321200"
@@ -70,7 +71,7 @@ def subscriber(port: int, expected: int, ready: Any, out: Any, timeout: float) -
     c.on_message = on_message
     c.on_subscribe = lambda *a: ready.set()
     c.connect("127.0.0.1", port)
-    c.subscribe(f"citywatch/{CITY}/alerts/#", 1)
+    c.subscribe(ALERT.filter(DEFAULT_ROOT, city=CITY), 1)
     deadline = time.monotonic() + timeout
     while len(delays) < expected and time.monotonic() < deadline:
         c.loop(0.1)
@@ -103,7 +104,7 @@ async def feed(
     mq: Mosquitto, workdir: Path, rate: int, seconds: float, leads: int
 ) -> dict[str, Any]:
     cfg = AlertingConfig()
-    push = MqttPush(parse_mqtt_url(mq.url), f"bench-push-{uuid.uuid4().hex[:6]}", "citywatch")
+    push = MqttPush(parse_mqtt_url(mq.url), f"bench-push-{uuid.uuid4().hex[:6]}", DEFAULT_ROOT)
     total = int(rate * seconds)
     ctx = mp.get_context("spawn")
     ready, out = ctx.Event(), ctx.Queue()

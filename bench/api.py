@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from citywatch.app import Service  # noqa: E402
 from citywatch.models import AlertEvent  # noqa: E402
 from citywatch.settings import Settings, load_settings  # noqa: E402
+from citywatch.topics import DEFAULT_ROOT, gps_topic, shift_topic  # noqa: E402
 from tests.services import Influx, Mosquitto  # noqa: E402
 
 CITY = "321200"
@@ -225,7 +226,7 @@ def fix_publisher(port: int, devices: int, rate: int, seconds: float, out: Any) 
         now = time.time()
         for _ in range(min(per_tick, total - sent)):
             i = sent % devices
-            topic = f"citywatch/{CITY}/devices/{_device(i)}/gps"
+            topic = gps_topic(DEFAULT_ROOT, CITY, _device(i))
             infos.append(pub.publish(topic, orjson.dumps(_fix(i, now)), qos=1))
             sent += 1
     elapsed = time.monotonic() - t0
@@ -272,8 +273,8 @@ def _populate(port: int, devices: int) -> None:
             "lead": f"lead-{i % 50:02d}",
             "role": "inspector",
         }
-        items.append((f"citywatch/{CITY}/officers/off-{i:05d}/shift", shift))
-        items.append((f"citywatch/{CITY}/devices/{_device(i)}/gps", _fix(i, now)))
+        items.append((shift_topic(DEFAULT_ROOT, CITY, f"off-{i:05d}"), shift))
+        items.append((gps_topic(DEFAULT_ROOT, CITY, _device(i)), _fix(i, now)))
     pub = _publisher(port)
     try:
         _send_all(pub, items)

@@ -36,9 +36,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from citywatch.topics import DEFAULT_ROOT, gps_topic  # noqa: E402
+from collectors.topics import Router  # noqa: E402
 from tests.services import Influx, Mosquitto, free_port  # noqa: E402
 
-SUBSCRIPTIONS = [("citywatch/#", 1), ("owntracks/+/+", 1)]
+# The collector's own subscriptions, with the default roots.
+SUBSCRIPTIONS = [(f, 1) for f in Router().subscriptions()]
 
 
 def make_payloads(devices: int, messages: int, now: float) -> list[tuple[str, bytes]]:
@@ -61,7 +64,8 @@ def make_payloads(devices: int, messages: int, now: float) -> list[tuple[str, by
                 "battery": 80.0,
                 "seq": k,
             }
-            out.append((f"citywatch/321200/devices/dev-{d:05d}/gps", orjson.dumps(body)))
+            topic = gps_topic(DEFAULT_ROOT, "321200", f"dev-{d:05d}")
+            out.append((topic, orjson.dumps(body)))
     return out
 
 

@@ -188,6 +188,7 @@ class Service:
             store=self.writer,
             patrols=s.patrols,
             grids=self.grids,
+            topic_root=s.mqtt.topic_root,
         )
         out: list[Sink] = []
         for name, factory in RULES.items():

@@ -22,6 +22,7 @@ import orjson
 
 from citywatch.models import Rejected
 from citywatch.sink import Sink
+from citywatch.topics import deadletter_topic
 
 MAX_ELEMENTS = 10
 """How many refused elements of one message a dead letter details (``elements``)."""
@@ -37,7 +38,7 @@ class Publishes(Protocol):
 
 
 def deadletter_payload(rej: Rejected, payload: bytes, max_bytes: int) -> bytes:
-    """The JSON body published to ``{root}/{city}/deadletter`` for one refused message."""
+    """The JSON body of the dead letter for one refused message."""
     return orjson.dumps(_letter(rej, payload, max_bytes))
 
 
@@ -112,7 +113,7 @@ class DeadLetters:
         self._writes: set[asyncio.Task[None]] = set()
 
     async def reject(self, rejected: Rejected, payload: bytes) -> None:
-        topic = f"{self.topic_root}/{rejected.city or 'unknown'}/deadletter"
+        topic = deadletter_topic(self.topic_root, rejected.city)
         self.publisher.publish(topic, deadletter_payload(rejected, payload, self.max_bytes))
         # Not awaited: the caller holds up its own pipeline meanwhile (see LoggingAlertSink).
         task = asyncio.create_task(self.store.write([rejected]))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from citywatch.models import AlertAck, Record
 from collectors import fields as f
 from collectors.config import IngestConfig
-from collectors.message import Incoming
+from collectors.message import Incoming, Route
 from collectors.reject import Reject
-from collectors.topics import Route
 
 MAX_NOTE = 500
 MAX_ALERT_ID = 2**63 - 1

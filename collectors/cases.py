@@ -8,10 +8,9 @@ from citywatch.models import CASE_EVENTS, CaseEvent, Record
 from collectors import fields as f
 from collectors.config import IngestConfig
 from collectors.handheld import position
-from collectors.message import Incoming
+from collectors.message import Incoming, Route
 from collectors.reject import Reject
 from collectors.shifts import GRID_CODE
-from collectors.topics import Route
 
 _CATEGORY = re.compile(r"[0-9A-Za-z]{2,16}").fullmatch
 

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from citywatch.config import BrokerAddress, ConfigError, duration, parse_mqtt_url, size
+from citywatch.topics import DEFAULT_OWNTRACKS_ROOT, DEFAULT_ROOT
 
 _CITY = re.compile(r"[0-9]{6}")
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -17,8 +18,8 @@ class MqttConfig:
 
     url: str = "mqtt://127.0.0.1:1883"
     client_id: str = "citywatch-collector"
-    topic_root: str = "citywatch"
-    owntracks_root: str = "owntracks"
+    topic_root: str = DEFAULT_ROOT
+    owntracks_root: str = DEFAULT_OWNTRACKS_ROOT
     keepalive: float = duration(30.0)
     connect_timeout: float = duration(5.0)
     reconnect_max: float = duration(30.0)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from citywatch.deadletter import deadletter_payload, elements_deadletter_payload
 from citywatch.models import Fix, Record, Rejected, ShiftEvent
+from citywatch.topics import deadletter_topic
 from collectors.admission import Admission
 from collectors.config import IngestConfig
 from collectors.message import Decoder, Incoming
@@ -48,7 +49,8 @@ class BatchDecoder:
         """Which handhelds and shift claims are taken; None: all (as sent)."""
 
     def deadletter_topic(self, topic: str) -> str:
-        return f"{self.router.root}/{self.router.city_of(topic) or 'unknown'}/deadletter"
+        """Where the dead letter of a message received on ``topic`` goes."""
+        return deadletter_topic(self.router.root, self.router.city_of(topic))
 
     def decode(self, batch: Sequence[Incoming]) -> Decoded:
         out = Decoded()

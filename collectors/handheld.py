@@ -6,9 +6,8 @@ from citywatch.geo import to_wgs84
 from citywatch.models import CRS_NAMES, DeviceStatus, Fix, Heartbeat, Record, Rejected
 from collectors import fields as f
 from collectors.config import IngestConfig
-from collectors.message import Incoming
+from collectors.message import Incoming, Route
 from collectors.reject import Reject
-from collectors.topics import Route
 
 _MAX_INT64 = 2**63 - 1
 

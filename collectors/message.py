@@ -1,13 +1,25 @@
-"""What a decoder is given and what it must return."""
+"""What a decoder is given (the route of the topic, the message) and what it must return."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from citywatch.models import Record
 from collectors.config import IngestConfig
-from collectors.topics import Route
+
+
+class Route(NamedTuple):
+    """Where a topic leads: the decoder ``kind``, the city and the subject id.
+
+    The subject is the device, officer or case id, or for ``ack`` the receiver id
+    (for OwnTracks, ``user/device``, and no city).
+    """
+
+    kind: str
+    city: str
+    subject: str
 
 
 @dataclass(slots=True)

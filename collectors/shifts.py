@@ -7,9 +7,8 @@ import re
 from citywatch.models import ROLES, SHIFT_ACTIONS, Record, ShiftEvent
 from collectors import fields as f
 from collectors.config import IngestConfig
-from collectors.message import Incoming
+from collectors.message import Incoming, Route
 from collectors.reject import Reject
-from collectors.topics import Route
 
 GRID_CODE = re.compile(r"[0-9]{15}").fullmatch
 MAX_GRIDS = 500

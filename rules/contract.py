@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from citywatch.clock import Clock
 from citywatch.sink import Sink
+from citywatch.topics import DEFAULT_ROOT
 from rules.calendar import CalendarConfig
 from rules.cases.config import CasesConfig
 from rules.cases.kpi import Kpi
@@ -54,6 +55,8 @@ class RuleContext:
     patrols: PatrolsConfig = field(default_factory=PatrolsConfig)
     grids: Grids | None = None
     """The unit grid cells (``grids_file``); without them out-of-grid and coverage are off."""
+    topic_root: str = DEFAULT_ROOT
+    """``mqtt.topic_root``: the topics that refused messages came on are named under it."""
 
 
 @runtime_checkable

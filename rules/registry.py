@@ -30,6 +30,7 @@ def case_rule(ctx: RuleContext) -> CaseRule:
         ctx.clock,
         kpi_sink=ctx.store,
         kpi_metrics=KpiMetrics(ctx.registry),
+        topic_root=ctx.topic_root,
     )
 
 

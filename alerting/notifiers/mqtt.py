@@ -22,11 +22,7 @@ import orjson
 from alerting.notifiers.base import Notification, NotifyError
 from citywatch.config import BrokerAddress
 from citywatch.mqtt_link import MqttLink
-
-
-def alert_topic(root: str, city: str, receiver: str) -> str:
-    """The topic a receiver's alerts are pushed to."""
-    return f"{root}/{city}/alerts/{receiver}"
+from citywatch.topics import alert_topic
 
 
 class MqttPush:

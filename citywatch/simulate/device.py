@@ -24,6 +24,7 @@ from citywatch.geo import gcj02_to_bd09, wgs84_to_gcj02
 from citywatch.simulate.crew import MOVEMENT, Crew, Officer
 from citywatch.simulate.message import Message
 from citywatch.simulate.walk import Episode, EpisodeKind, PatrolGraph, Walker
+from citywatch.topics import gps_topic, heartbeat_topic, shift_topic, status_topic
 
 _CST = timezone(timedelta(hours=8))
 MINUTE = 60.0
@@ -61,9 +62,10 @@ def _minute_prefix(minute: int) -> str:
 
 @dataclass(frozen=True)
 class DeviceSettings:
-    """What every device shares: the topic prefix and reporting intervals."""
+    """What every device shares: the topic root, the city and reporting intervals."""
 
-    prefix: str
+    topic_root: str
+    city: str
     fix_interval: float
     heartbeat_interval: float
 
@@ -81,13 +83,11 @@ class Device:
             (c.x0, c.y0, c.x1, c.y1) for c in (crew.cells[g] for g in officer.grids)
         )
         self.walker = Walker(graph, random.Random(f"{seed}/walk"), self.plan.uniform(1.0, 1.5))
-        base = f"{settings.prefix}/devices/{officer.device}"
-        self.topic_gps, self.topic_hb, self.topic_status = (
-            f"{base}/gps",
-            f"{base}/heartbeat",
-            f"{base}/status",
-        )
-        self.topic_shift = f"{settings.prefix}/officers/{officer.officer}/shift"
+        root, city, device = settings.topic_root, settings.city, officer.device
+        self.topic_gps = gps_topic(root, city, device)
+        self.topic_hb = heartbeat_topic(root, city, device)
+        self.topic_status = status_topic(root, city, device)
+        self.topic_shift = shift_topic(root, city, officer.officer)
         self.on_shift = self.online = False
         self.gps = True
         self.buffer: list[dict[str, Any]] | None = None

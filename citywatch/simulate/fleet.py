@@ -28,6 +28,7 @@ from citywatch.simulate.crew import Crew, Officer, build_crew
 from citywatch.simulate.device import Device, DeviceSettings, rfc3339
 from citywatch.simulate.message import Message, message_kind
 from citywatch.simulate.walk import LocalProjection
+from citywatch.topics import DEFAULT_ROOT, case_events_topic
 
 __all__ = ["Fleet", "Message", "SimConfig", "message_kind", "rfc3339"]
 
@@ -44,7 +45,7 @@ class SimConfig:
     cases_per_day: float = 250.0
     seed: int = 1
     city: str = "321200"
-    topic_root: str = "citywatch"
+    topic_root: str = DEFAULT_ROOT
     idle_share: float = 0.1
     leave_grid_share: float = 0.05
     offline_share: float = 0.05
@@ -137,7 +138,7 @@ class _CaseSource:
         }
         officer = reporter.officer.officer if reporter else None
         steps = cases.plan_case(rng, t, urgent, category, officer, enforcer)
-        topic = f"{self.fleet.prefix}/cases/{case_id}/events"
+        topic = case_events_topic(self.fleet.config.topic_root, self.fleet.config.city, case_id)
         self.fleet.schedule(t, _CaseRun(topic, base, steps))
         return t + rng.expovariate(self.rate)
 
@@ -148,11 +149,11 @@ class Fleet:
     def __init__(self, config: SimConfig, grid_fc: Mapping[str, Any], start_ts: float) -> None:
         self.config = config
         self.start_ts = start_ts
-        self.prefix = f"{config.topic_root}/{config.city}"
         self.crew = build_crew(config, grid_fc)
         self.projection: LocalProjection = self.crew.projection
         settings = DeviceSettings(
-            prefix=self.prefix,
+            topic_root=config.topic_root,
+            city=config.city,
             fix_interval=config.fix_interval,
             heartbeat_interval=config.heartbeat_interval,
         )

@@ -27,6 +27,7 @@ from citywatch.clock import Clock
 from citywatch.models import AlertEvent, CaseEvent, Record, Rejected
 from citywatch.scheduler import Timers
 from citywatch.sink import Sink
+from citywatch.topics import DEFAULT_ROOT, case_events_topic
 from rules.calendar import CalendarConfig, holiday_table_bytes, make_calendar
 from rules.cases.config import STAGES, CasesConfig
 from rules.cases.kpi import Kpi, KpiMetrics, KpiReporter, KpiRow, compute, kpi_rows
@@ -66,6 +67,7 @@ class CaseRule:
         clock: Clock,
         kpi_sink: Sink | None = None,
         kpi_metrics: KpiMetrics | None = None,
+        topic_root: str = DEFAULT_ROOT,
     ) -> None:
         self.rp = Replayer(cfg, {s: make_calendar(cfg.calendar_of(s), calendar) for s in STAGES})
         # Stored clocks and instants hold only while limits and calendar stay the same.
@@ -73,6 +75,7 @@ class CaseRule:
         self.store_path = store_path
         self.alerts = alerts
         self.rejects = rejects
+        self.topic_root = topic_root
         self.metrics = metrics
         self.clock = clock
         self.states: dict[Key, CaseState] = {}
@@ -240,6 +243,7 @@ class CaseRule:
                     await self.rejects.reject(
                         _rejected(
                             ev,
+                            self.topic_root,
                             f"{ev.event}: {out.refused} (kept back: applied if the events "
                             "it needs arrive late)",
                         ),
@@ -298,8 +302,8 @@ def _fingerprint(cfg: CasesConfig, calendar: CalendarConfig) -> str:
     return h.hexdigest()
 
 
-def _rejected(ev: CaseEvent, detail: str) -> Rejected:
-    topic = f"citywatch/{ev.city}/cases/{ev.case}/events"
+def _rejected(ev: CaseEvent, topic_root: str, detail: str) -> Rejected:
+    topic = case_events_topic(topic_root, ev.city, ev.case)
     return Rejected("case", "impossible_transition", detail, topic, ev.received_at, ev.city)
 
 

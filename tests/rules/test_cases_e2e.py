@@ -112,3 +112,35 @@ async def test_impossible_transition_goes_to_the_dead_letter_topic(
     assert letter["reason"] == "impossible_transition"
     assert "filed" in letter["detail"] and "cancelled" in letter["detail"]
     assert letter["topic"] == topic
+
+
+async def test_refused_case_event_names_its_topic_under_the_configured_root(
+    mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
+) -> None:
+    """The dead letter of a refused case event names the topic it came on, root and all."""
+    settings = settings_for(
+        mosquitto.url, influx.url, influx_db, tmp_path, cases=CASES, mqtt={"topic_root": "cw"}
+    )
+    topic = f"cw/{CITY}/cases/E3/events"
+    now = time.time()
+    dl = Listener(mosquitto.port, f"cw/{CITY}/deadletter")
+    try:
+        async with Service(settings, ["collector", "rules"]) as svc:
+            assert svc.source is not None
+            await svc.source.wait_connected(10)
+            with Publisher(mosquitto.port) as pub:
+                pub.send_all(
+                    [
+                        (topic, {"ts": now - 30, "event": "reported"}),
+                        (topic, {"ts": now - 20, "event": "cancelled"}),
+                        (topic, {"ts": now - 10, "event": "filed"}),
+                    ]
+                )
+            received = await asyncio.to_thread(dl.wait_for, 1)
+    finally:
+        dl.close()
+    ((dl_topic, payload),) = received
+    letter = orjson.loads(payload)
+    assert dl_topic == f"cw/{CITY}/deadletter"
+    assert letter["reason"] == "impossible_transition"
+    assert letter["topic"] == topic
