@@ -26,7 +26,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from alerting import acks, lifecycle, notify, routing
-from alerting.acks import RejectSink
 from alerting.channels import Channels
 from alerting.config import AlertingConfig
 from alerting.lifecycle import Tell
@@ -39,7 +38,7 @@ from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
 from citywatch.models import AlertAck, AlertEvent, Record
 from citywatch.scheduler import Timers
-from citywatch.sink import Sink
+from citywatch.sink import RejectSink, Sink
 
 log = logging.getLogger("citywatch.alerts")
 T = TypeVar("T")

@@ -10,12 +10,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from citywatch.clock import Clock
-from citywatch.sink import Sink
+from citywatch.sink import RejectSink, Sink
 from rules.calendar import CalendarConfig
 from rules.cases.config import CasesConfig
 from rules.cases.kpi import KpiMetrics
 from rules.cases.metrics import CaseMetrics
-from rules.cases.rule import CaseRule, RejectSink
+from rules.cases.rule import CaseRule
 from rules.events import AlertSink
 from rules.patrols.config import PatrolsConfig
 from rules.patrols.grids import Grids

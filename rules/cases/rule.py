@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -26,7 +26,7 @@ from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
 from citywatch.models import AlertEvent, CaseEvent, Record, Rejected
 from citywatch.scheduler import Timers
-from citywatch.sink import Sink
+from citywatch.sink import RejectSink, Sink
 from rules.calendar import CalendarConfig, holiday_table_bytes, make_calendar
 from rules.cases.config import STAGES, CasesConfig
 from rules.cases.kpi import Kpi, KpiMetrics, KpiReporter, KpiRow, compute, kpi_rows
@@ -48,12 +48,6 @@ from rules.events import AlertSink
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Key = tuple[str, str]
-
-
-class RejectSink(Protocol):
-    """Where refused observations go: the dead-letter topic and the record."""
-
-    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 class CaseRule:
