@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from citywatch.durations import duration_zh
 from citywatch.models import AlertEvent
 from rules.patrols.fleet import RULE_NAMES, Fleet, Floats, Idx
 from rules.patrols.idle import idle_since
@@ -105,7 +106,6 @@ def _event(
     fix_ts = float(f.pos_ts[slot])
     if fix_ts == fix_ts:  # not NaN: the officer has had a position
         values.update(fix_ts=fix_ts, lon=float(f.pos_lon[slot]), lat=float(f.pos_lat[slot]))
-    minutes = int(max(0.0, now - since) // 60)
     return AlertEvent(
         rule=rule,
         status=status,
@@ -116,5 +116,5 @@ def _event(
         at=at,
         labels=labels,
         values=values,
-        summary=f"{p.officer} {_SUMMARY[rule]} {minutes} 分钟",
+        summary=f"{p.officer} {_SUMMARY[rule]} {duration_zh(now - since)}",
     )
