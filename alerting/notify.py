@@ -18,7 +18,6 @@ from alerting.store import Change, Delivery
 from alerting.summary import summary
 from citywatch.models import AlertChange
 
-GRAFANA = "grafana"
 STATUS_OF = {"resolve": RESOLVED, "ack": ACKNOWLEDGED}
 
 
@@ -73,13 +72,16 @@ def deliveries(
     return out
 
 
-def grafana_delivery(a: Alert, change: str, now: float) -> Delivery:
-    """The annotation of an opened (a point) or resolved (a region) alert."""
+def service_delivery(a: Alert, change: str, now: float, channel: str) -> Delivery:
+    """What a service-wide channel hears of an opened or resolved alert (Grafana: an annotation).
+
+    The channel's name is its receiver too.
+    """
     status = RESOLVED if change == "resolved" else FIRING
-    tell = Tell("resolve" if status == RESOLVED else "fire", (GRAFANA,), a.severity, 0)
-    n = notification(a, tell, GRAFANA, status, now)
+    tell = Tell("resolve" if status == RESOLVED else "fire", (channel,), a.severity, 0)
+    n = notification(a, tell, channel, status, now)
     return Delivery(
-        f"{n.id}|{GRAFANA}", a.id, GRAFANA, GRAFANA, orjson.dumps(n.to_json()), now, now
+        f"{n.id}|{channel}", a.id, channel, channel, orjson.dumps(n.to_json()), now, now
     )
 
 

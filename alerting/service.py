@@ -215,8 +215,9 @@ class Alerting:
         detail: dict[str, Any] = {"at": ev.at, "values": dict(ev.values)}
         c = Change(alert, change, now, detail, self._deliveries(alert, tells, now))
         changes.append(c)
-        if change in ("opened", "resolved") and self.channels.grafana:
-            c.deliveries = [*c.deliveries, notify.grafana_delivery(alert, change, now)]
+        if change in ("opened", "resolved"):
+            told = [notify.service_delivery(alert, change, now, s) for s in self.channels.services]
+            c.deliveries = [*c.deliveries, *told]
         final[alert.id] = self._advance(alert, now, changes)
         self.alerts[fp] = final[alert.id][0]
 
