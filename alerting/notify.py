@@ -1,16 +1,19 @@
-"""What each tell becomes: one notification per receiver, one delivery per channel.
+"""The notify stage: what each tell becomes, one notification per receiver and channel.
 
-Pure functions of the alert, the tell and the receivers' channels; the
-delivery's key is the notification's idempotency key plus the channel.
+Pure functions of the alert, its :class:`~alerting.decision.Decision`, the tell
+and the receivers' channels; the delivery's key is the notification's
+idempotency key plus the channel. The outbox (:mod:`alerting.outbox`) delivers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
+from alerting.decision import Decision
 from alerting.lifecycle import Tell
 from alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
 from alerting.notifiers.base import Notification
@@ -19,6 +22,7 @@ from alerting.summary import summary
 from citywatch.models import AlertChange
 
 STATUS_OF = {"resolve": RESOLVED, "ack": ACKNOWLEDGED}
+_ROUTED = frozenset({"fire", "escalate", "remind"})
 
 
 def notification(a: Alert, t: Tell, receiver: str, status: str, now: float) -> Notification:
@@ -58,11 +62,22 @@ def notification(a: Alert, t: Tell, receiver: str, status: str, now: float) -> N
 
 
 def deliveries(
-    a: Alert, tells: Sequence[Tell], now: float, channels_for: Callable[[str], list[str]]
+    a: Alert,
+    decision: Decision,
+    tells: Sequence[Tell],
+    now: float,
+    channels_for: Callable[[str], list[str]],
 ) -> list[Delivery]:
-    """One delivery per receiver of each tell and channel of the receiver."""
+    """One delivery per receiver of each tell and channel of the receiver.
+
+    The route's tells (first notice, escalations, reminders) carry their step's
+    severity; acknowledgements, reopenings and resolutions are told at the
+    severity the alert has reached on its route.
+    """
     out: list[Delivery] = []
     for t in tells:
+        if t.kind not in _ROUTED:
+            t = replace(t, severity=decision.step(a.step).severity)
         status = STATUS_OF.get(t.kind, FIRING)
         for r in t.receivers:
             n = notification(a, t, r, status, now)
