@@ -24,6 +24,10 @@ from alerting.notifiers.registry import (
     webhook_channel,
 )
 
+# Asked for every receiver of every tell: the table's placements, looked up once.
+_PUSH_KINDS = tuple(k.name for k in placed(PUSH))
+_SERVICE_KINDS = tuple(placed(SERVICE))
+
 
 class Channels:
     """Resolves (receiver, channel) to a notifier, following configuration reloads.
@@ -48,7 +52,7 @@ class Channels:
         self._services = {}
         if self.session is None:
             return
-        for kind in placed(SERVICE):
+        for kind in _SERVICE_KINDS:
             settings = getattr(cfg, kind.name)
             if settings is not None:
                 self._services[kind.name] = kind.make(settings, self.session)
@@ -61,8 +65,9 @@ class Channels:
     def channels_for(self, receiver: str) -> list[str]:
         """The channels ``receiver`` is told over, as its configuration says."""
         rc = self.cfg.receiver(receiver)
-        out = [k.name for k in placed(PUSH) if self.mqtt is not None and getattr(rc, k.name)]
-        out.extend(webhook_channel(h) for h in rc.webhooks)
+        out = [k for k in _PUSH_KINDS if self.mqtt is not None and getattr(rc, k)]
+        if rc.webhooks:
+            out.extend(webhook_channel(h) for h in rc.webhooks)
         return out
 
     def notifier(self, receiver: str, channel: str) -> Notifier | None:

@@ -14,11 +14,14 @@ routes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One step of an alert's route, its placeholders filled in from the alert's labels."""
+class Step(NamedTuple):
+    """One step of an alert's route, its placeholders filled in from the alert's labels.
+
+    A named tuple, not a dataclass: one is made per step for every event.
+    """
 
     receivers: tuple[str, ...]
     severity: str

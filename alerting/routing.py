@@ -66,20 +66,15 @@ def receivers(route: Route, step: int, alert: Alert) -> list[str]:
     return out
 
 
-def severity(route: Route, step: int, alert: Alert) -> str:
-    """The severity told at ``step``: the rule's, then the escalation step's."""
-    step = min(step, len(route.escalate))
-    return alert.severity if step <= 0 else route.escalate[step - 1].severity
-
-
 def plan(route: Route, alert: Alert, muted_by: str | None = None) -> Decision:
-    """``route`` resolved for ``alert``: each step's receivers and severity, and ``muted_by``."""
-    first = Step(tuple(receivers(route, 0, alert)), severity(route, 0, alert))
-    chain = (
-        Step(tuple(receivers(route, n, alert)), severity(route, n, alert), step.after)
-        for n, step in enumerate(route.escalate, 1)
-    )
-    return Decision((first, *chain), muted_by)
+    """``route`` resolved for ``alert``: each step's receivers and severity, and ``muted_by``.
+
+    Step 0 is told at the rule's severity, each escalation step at its own.
+    """
+    steps = [Step(tuple(receivers(route, 0, alert)), alert.severity, 0.0)]
+    for n, esc in enumerate(route.escalate, 1):
+        steps.append(Step(tuple(receivers(route, n, alert)), esc.severity, esc.after))
+    return Decision(tuple(steps), muted_by)
 
 
 def decide(alert: Alert, cfg: AlertingConfig, muted_by: str | None = None) -> Decision:
