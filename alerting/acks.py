@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from alerting.lifecycle import LifecycleError
 from alerting.model import RESOLVED, Alert
 from citywatch.models import AlertAck, Rejected
+from citywatch.sink import RejectSink
 from citywatch.topics import ack_topic
 
 log = logging.getLogger("citywatch.alerts")
-
-
-class RejectSink(Protocol):
-    """Where refused acknowledgements go: the dead-letter topic and the record."""
-
-    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 Lookup = Callable[[int], Awaitable[Alert | None]]

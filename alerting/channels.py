@@ -1,31 +1,39 @@
 """Which channels each receiver is told over, and the notifier behind each channel.
 
-A receiver is pushed over MQTT unless its configuration says ``mqtt: false``,
-and over each of its ``webhooks`` (channel ``webhook:<kind>:<id>``, the id a
-hash of the URL, so that reordering the list keeps queued notifications on
-their webhook). With
-``alerting.grafana`` set, opened and resolved alerts also become annotations
-(receiver and channel ``grafana``).
+Everything here derives from the notifier table (:mod:`alerting.notifiers.registry`)
+by each kind's placement. A receiver is told over the push (MQTT) unless its
+configuration says ``mqtt: false``, and over each of its ``webhooks`` (channel
+``webhook:<kind>:<id>``, the id a hash of the URL, so that reordering the list
+keeps queued notifications on their webhook). Each service-wide kind that is
+configured (``alerting.grafana``) is told of opened and resolved alerts, its name
+being both receiver and channel.
 """
 
 from __future__ import annotations
-
-import hashlib
 
 import aiohttp
 
 from alerting.config import AlertingConfig
 from alerting.notifiers.base import Notifier
-from alerting.notifiers.config import WebhookConfig
-from alerting.notifiers.grafana import GrafanaNotifier
-from alerting.notifiers.registry import NOTIFIERS
+from alerting.notifiers.registry import (
+    PUSH,
+    SERVICE,
+    WEBHOOK,
+    kind_of_channel,
+    placed,
+    webhook_channel,
+)
 
-MQTT = "mqtt"
-GRAFANA = "grafana"
+# Asked for every receiver of every tell: the table's placements, looked up once.
+_PUSH_KINDS = tuple(k.name for k in placed(PUSH))
+_SERVICE_KINDS = tuple(placed(SERVICE))
 
 
 class Channels:
-    """Resolves (receiver, channel) to a notifier, following configuration reloads."""
+    """Resolves (receiver, channel) to a notifier, following configuration reloads.
+
+    ``mqtt`` is the push kind's notifier, a connection the service holds (None: no push).
+    """
 
     def __init__(
         self, cfg: AlertingConfig, mqtt: Notifier | None, session: aiohttp.ClientSession | None
@@ -33,7 +41,7 @@ class Channels:
         self.mqtt = mqtt
         self.session = session
         self._webhooks: dict[tuple[str, str], Notifier] = {}
-        self._grafana: Notifier | None = None
+        self._services: dict[str, Notifier] = {}
         self.cfg = cfg
         self.reconfigure(cfg)
 
@@ -41,26 +49,38 @@ class Channels:
         """New receivers and webhooks from now on; deliveries already queued follow them."""
         self.cfg = cfg
         self._webhooks.clear()
-        self._grafana = None
-        if cfg.grafana is not None and self.session is not None:
-            self._grafana = GrafanaNotifier(cfg.grafana, self.session)
+        self._services = {}
+        if self.session is None:
+            return
+        for kind in _SERVICE_KINDS:
+            settings = getattr(cfg, kind.name)
+            if settings is not None:
+                self._services[kind.name] = kind.make(settings, self.session)
 
     @property
-    def grafana(self) -> bool:
-        return self._grafana is not None
+    def services(self) -> list[str]:
+        """The service-wide channels in force, told of every alert opened and resolved."""
+        return list(self._services)
 
     def channels_for(self, receiver: str) -> list[str]:
+        """The channels ``receiver`` is told over, as its configuration says."""
         rc = self.cfg.receiver(receiver)
-        out = [MQTT] if rc.mqtt and self.mqtt is not None else []
-        out.extend(webhook_channel(h) for h in rc.webhooks)
+        out = [k for k in _PUSH_KINDS if self.mqtt is not None and getattr(rc, k)]
+        if rc.webhooks:
+            out.extend(webhook_channel(h) for h in rc.webhooks)
         return out
 
     def notifier(self, receiver: str, channel: str) -> Notifier | None:
-        if channel == MQTT:
+        """The notifier of ``channel`` for ``receiver``; None if it is not configured (now)."""
+        kind = kind_of_channel(channel)
+        if kind is None:
+            return None
+        if kind.placement is PUSH:
             return self.mqtt
-        if channel == GRAFANA:
-            return self._grafana
-        if not channel.startswith("webhook:") or self.session is None:
+        if kind.placement is SERVICE:
+            return self._services.get(kind.name)
+        assert kind.placement is WEBHOOK
+        if self.session is None:
             return None
         key = (receiver, channel)
         n = self._webhooks.get(key)
@@ -71,11 +91,5 @@ class Channels:
             )
             if hook is None:
                 return None
-            n = self._webhooks[key] = NOTIFIERS[hook.kind](hook, self.session)
+            n = self._webhooks[key] = kind.make(hook, self.session)
         return n
-
-
-def webhook_channel(hook: WebhookConfig) -> str:
-    """The channel of a webhook: its kind and a short hash of its URL (no secret shown)."""
-    digest = hashlib.sha256(hook.url.encode()).hexdigest()[:8]
-    return f"webhook:{hook.kind}:{digest}"

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from alerting.notifiers.config import GrafanaConfig, WebhookConfig
+from alerting.notifiers.config import WebhookConfig
+from alerting.notifiers.grafana import GrafanaConfig
 from citywatch.config import ConfigError, duration
 
 SEVERITIES = ("yellow", "red", "critical")

@@ -3,16 +3,17 @@
 :func:`on_event` applies a rule's event, :func:`acknowledge` a person's
 acknowledgement, and :func:`due` the passing of time: whom to tell now (the
 route's receivers, each escalation step, repeat reminders) and when to look
-again. Each returns a new :class:`Alert` and the :class:`Tell` list; nothing
-here reads the clock or touches storage.
+again, reading the route's steps and the muting from the
+:class:`~alerting.decision.Decision`. Each returns a new :class:`Alert` and
+the :class:`Tell` list; nothing here reads the clock or touches storage.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alerting import routing
-from alerting.config import AlertingConfig, Route
+from alerting.config import AlertingConfig
+from alerting.decision import Decision
 from alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
 from citywatch.models import AlertEvent
 
@@ -131,26 +132,26 @@ def acknowledge(alert: Alert, by: str, note: str | None, now: float) -> tuple[Al
 
 
 def due(
-    alert: Alert, route: Route, cfg: AlertingConfig, now: float, silenced: bool
+    alert: Alert, decision: Decision, cfg: AlertingConfig, now: float
 ) -> tuple[Alert, list[Tell], float | None]:
     """Whom to tell of a firing alert at ``now``, and when to look again (None: never).
 
     The first receivers are told at once, each escalation step once its
     ``after`` has passed since the first tell, and while unacknowledged a red
-    or critical alert is told again every ``repeat_interval``. A silenced alert
+    or critical alert is told again every ``repeat_interval``. A muted alert
     tells nobody and its clocks stand still (``silenced_since`` records from
     when); once its silence ends it carries on where it stopped.
     """
     if alert.status != FIRING:
         return alert, [], None
-    if silenced:
+    if decision.muted:
         if alert.silenced_since is not None:
             return alert, [], None
         a = alert.copy()
         a.silenced_since = now
         return a, [], None
     a = alert.copy()
-    last = len(route.escalate)
+    last = decision.last
     # A route shortened (or gone) by a reload: the alert is at the end of its new chain.
     a.step = min(a.step, last)
     if a.silenced_since is not None:
@@ -163,17 +164,17 @@ def due(
     tells: list[Tell] = []
     if a.step < 0:
         a.step, a.opened_at = 0, now
-        tells.append(_tell("fire", route, 0, a))
-    while a.step < last and now >= a.opened_at + route.escalate[a.step].after:
+        tells.append(_tell("fire", decision, 0))
+    while a.step < last and now >= a.opened_at + decision.steps[a.step + 1].after:
         a.step += 1
-        tells.append(_tell("escalate", route, a.step, a, n=a.step))
+        tells.append(_tell("escalate", decision, a.step, n=a.step))
     if tells:
         a.last_told_at = now
-    severity = routing.severity(route, a.step, a)
+    severity = decision.step(a.step).severity
     repeat = cfg.repeat_interval if severity in cfg.repeat_severities else 0.0
     if not tells and repeat > 0 and a.last_told_at is not None and now >= a.last_told_at + repeat:
         a.reminders += 1
-        tells.append(_tell("remind", route, a.step, a, n=a.reminders))
+        tells.append(_tell("remind", decision, a.step, n=a.reminders))
         a.last_told_at = now
     for t in tells:
         for r in t.receivers:
@@ -181,13 +182,12 @@ def due(
                 a.told.append(r)
     times = []
     if a.step < last:
-        times.append(a.opened_at + route.escalate[a.step].after)
+        times.append(a.opened_at + decision.steps[a.step + 1].after)
     if repeat > 0 and a.last_told_at is not None:
         times.append(a.last_told_at + repeat)
     return a, tells, min(times) if times else None
 
 
-def _tell(kind: str, route: Route, step: int, a: Alert, n: int = 0) -> Tell:
-    return Tell(
-        kind, tuple(routing.receivers(route, step, a)), routing.severity(route, step, a), step, n
-    )
+def _tell(kind: str, decision: Decision, step: int, n: int = 0) -> Tell:
+    s = decision.step(step)
+    return Tell(kind, s.receivers, s.severity, step, n)

@@ -1,18 +1,21 @@
-"""What each tell becomes: one notification per receiver, one delivery per channel.
+"""The notify stage: what each tell becomes, one notification per receiver and channel.
 
-Pure functions of the alert, the tell and the receivers' channels; the
-delivery's key is the notification's idempotency key plus the channel. The
-notification's id is ``{epoch}-{alert id}-{occurrence}-{kind}{n}-{receiver}``:
+Pure functions of the alert, its :class:`~alerting.decision.Decision`, the tell
+and the receivers' channels; the delivery's key is the notification's
+idempotency key plus the channel. The outbox (:mod:`alerting.outbox`) delivers.
+The notification's id is ``{epoch}-{alert id}-{occurrence}-{kind}{n}-{receiver}``:
 the alert store's epoch keeps it unique across a store started afresh.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
+from alerting.decision import Decision
 from alerting.lifecycle import Tell
 from alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
 from alerting.notifiers.base import Notification
@@ -20,8 +23,8 @@ from alerting.store import Change, Delivery
 from alerting.summary import summary
 from citywatch.models import AlertChange
 
-GRAFANA = "grafana"
 STATUS_OF = {"resolve": RESOLVED, "ack": ACKNOWLEDGED}
+_ROUTED = frozenset({"fire", "escalate", "remind"})
 
 
 def notification(
@@ -64,14 +67,22 @@ def notification(
 
 def deliveries(
     a: Alert,
+    decision: Decision,
     tells: Sequence[Tell],
     now: float,
     channels_for: Callable[[str], list[str]],
     epoch: str,
 ) -> list[Delivery]:
-    """One delivery per receiver of each tell and channel of the receiver."""
+    """One delivery per receiver of each tell and channel of the receiver.
+
+    The route's tells (first notice, escalations, reminders) carry their step's
+    severity; acknowledgements, reopenings and resolutions are told at the
+    severity the alert has reached on its route.
+    """
     out: list[Delivery] = []
     for t in tells:
+        if t.kind not in _ROUTED:
+            t = replace(t, severity=decision.step(a.step).severity)
         status = STATUS_OF.get(t.kind, FIRING)
         for r in t.receivers:
             n = notification(a, t, r, status, now, epoch)
@@ -81,13 +92,16 @@ def deliveries(
     return out
 
 
-def grafana_delivery(a: Alert, change: str, now: float, epoch: str) -> Delivery:
-    """The annotation of an opened (a point) or resolved (a region) alert."""
+def service_delivery(a: Alert, change: str, now: float, channel: str, epoch: str) -> Delivery:
+    """What a service-wide channel hears of an opened or resolved alert (Grafana: an annotation).
+
+    The channel's name is its receiver too; ``epoch``: the alert store's.
+    """
     status = RESOLVED if change == "resolved" else FIRING
-    tell = Tell("resolve" if status == RESOLVED else "fire", (GRAFANA,), a.severity, 0)
-    n = notification(a, tell, GRAFANA, status, now, epoch)
+    tell = Tell("resolve" if status == RESOLVED else "fire", (channel,), a.severity, 0)
+    n = notification(a, tell, channel, status, now, epoch)
     return Delivery(
-        f"{n.id}|{GRAFANA}", a.id, GRAFANA, GRAFANA, orjson.dumps(n.to_json()), now, now
+        f"{n.id}|{channel}", a.id, channel, channel, orjson.dumps(n.to_json()), now, now
     )
 
 

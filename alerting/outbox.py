@@ -30,6 +30,7 @@ import orjson
 from alerting.config import DeliveryConfig
 from alerting.metrics import AlertingMetrics
 from alerting.notifiers.base import Notification, Notifier, NotifyError
+from alerting.notifiers.registry import channel_kind
 from alerting.store import Delivery
 from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
@@ -50,11 +51,6 @@ def decode(payload: bytes) -> Notification:
     subject = doc.pop("subject")
     doc["subject_kind"], doc["subject_id"] = subject["kind"], subject["id"]
     return Notification(**doc)
-
-
-def channel_label(channel: str) -> str:
-    """The metrics label of a channel: ``mqtt``, ``grafana``, or a webhook's kind."""
-    return channel.split(":")[1] if channel.startswith("webhook:") else channel
 
 
 def is_first(key: str) -> bool:
@@ -218,7 +214,7 @@ class Outbox:
         q.attempts = 0
         self._done.extend(d.key for d in batch)
         self._done_wake.set()
-        self.metrics.sent.labels(channel_label(channel)).inc(len(batch))
+        self.metrics.sent.labels(channel_kind(channel)).inc(len(batch))
         for d in batch:
             if is_first(d.key):
                 self.metrics.delay.observe(max(0.0, now - d.created_at))
@@ -251,7 +247,7 @@ class Outbox:
             await self._store_call(
                 self.store.retry, [(d.key, d.attempts, d.due_at, error) for d in keep]
             )
-        self.metrics.retried.labels(channel_label(channel)).inc(len(keep))
+        self.metrics.retried.labels(channel_kind(channel)).inc(len(keep))
         log.warning(
             "delivery to %s over %s failed (%s); %d waiting, next try in %.1fs",
             batch[0].receiver,
@@ -264,7 +260,7 @@ class Outbox:
     async def _fail(self, q: _Queue, batch: list[Delivery], error: str) -> None:
         self._remove(q, batch)
         await self._store_call(self.store.failed, [(d.key, d.attempts + 1, error) for d in batch])
-        self.metrics.failed.labels(channel_label(batch[0].channel)).inc(len(batch))
+        self.metrics.failed.labels(channel_kind(batch[0].channel)).inc(len(batch))
         log.error(
             "gave up %d notification(s) to %s over %s: %s",
             len(batch),

@@ -1,10 +1,12 @@
-"""Routing: which route takes an alert, and whom each escalation step tells.
+"""The routing stage: which route takes an alert, and whom each escalation step tells.
 
 The first route whose ``match`` fits and whose ``active`` hours contain the
 instant wins; a route outside its hours lets the alert fall through to the next
 (so a night route, or the default, takes over). With no route taking it, patrol
 alerts go to the officer's patrol lead and every other alert to ``duty``.
-The route is chosen once, when the alert opens, and kept by name.
+The route is chosen once, when the alert opens, and kept by name; at each
+event, timer or acknowledgement :func:`decide` resolves it, once, into the
+steps of a :class:`~alerting.decision.Decision` that the later stages read.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import datetime
 
 from alerting.config import DUTY, AlertingConfig, Route, valid_receiver
+from alerting.decision import Decision, Step
 from alerting.model import Alert
 
 DEFAULT = ""
@@ -44,11 +47,6 @@ def route_of(alert: Alert, cfg: AlertingConfig) -> Route:
     return _DEFAULT_PATROL if alert.subject_kind == "officer" else _DEFAULT_OTHER
 
 
-def steps(route: Route) -> int:
-    """How many escalation steps the route has beyond its first receivers."""
-    return len(route.escalate)
-
-
 def receivers(route: Route, step: int, alert: Alert) -> list[str]:
     """Whom step ``step`` tells (0: the route's receivers), placeholders filled in.
 
@@ -68,7 +66,17 @@ def receivers(route: Route, step: int, alert: Alert) -> list[str]:
     return out
 
 
-def severity(route: Route, step: int, alert: Alert) -> str:
-    """The severity told at ``step``: the rule's, then the escalation step's."""
-    step = min(step, len(route.escalate))
-    return alert.severity if step <= 0 else route.escalate[step - 1].severity
+def plan(route: Route, alert: Alert, muted_by: str | None = None) -> Decision:
+    """``route`` resolved for ``alert``: each step's receivers and severity, and ``muted_by``.
+
+    Step 0 is told at the rule's severity, each escalation step at its own.
+    """
+    steps = [Step(tuple(receivers(route, 0, alert)), alert.severity, 0.0)]
+    for n, esc in enumerate(route.escalate, 1):
+        steps.append(Step(tuple(receivers(route, n, alert)), esc.severity, esc.after))
+    return Decision(tuple(steps), muted_by)
+
+
+def decide(alert: Alert, cfg: AlertingConfig, muted_by: str | None = None) -> Decision:
+    """The decision for ``alert`` now: its route (kept by name) resolved once, and its muting."""
+    return plan(route_of(alert, cfg), alert, muted_by)

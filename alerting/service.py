@@ -1,10 +1,15 @@
-"""The alerting layer: the stateful wrapper around :mod:`alerting.lifecycle`.
+"""The alerting layer: the stateful shell around the pure stages.
 
-An :class:`~rules.events.AlertSink` for the rules. Each batch of alert events
-is applied to the alerts in memory, and the changes with the notifications
-they cause are committed to SQLite in one transaction before ``emit``
-returns; then the outbox delivers them. One timer per open alert wakes it for
-its next escalation step or reminder; silences wake the alerts they release.
+An :class:`~rules.events.AlertSink` for the rules. Each alert event goes
+through the stages in order: the lifecycle applies it
+(:func:`lifecycle.on_event`); the muting (:mod:`alerting.muting`) and routing
+(:mod:`alerting.routing`) stages make one :class:`~alerting.decision.Decision`
+for the alert; :func:`lifecycle.due` reads it to say whom to tell; the notify
+stage (:mod:`alerting.notify`) turns the tells into deliveries. The changes of
+a batch with the notifications they cause are committed to SQLite in one
+transaction before ``emit`` returns; then the outbox delivers them. One timer
+per open alert wakes it for its next escalation step or reminder (the same
+stages, from the decision on); silences wake the alerts they release.
 People act through :meth:`Alerting.acknowledge` and the silence methods (the
 API calls them). It is also a :class:`~citywatch.sink.Sink` of the collector:
 acknowledgements sent from handhelds (:class:`~citywatch.models.AlertAck`)
@@ -20,26 +25,26 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from alerting import acks, lifecycle, notify, routing
-from alerting.acks import RejectSink
 from alerting.channels import Channels
 from alerting.config import AlertingConfig
+from alerting.decision import Decision
 from alerting.lifecycle import Tell
 from alerting.metrics import AlertingMetrics
 from alerting.model import FIRING, RESOLVED, Alert
+from alerting.muting import Muting
 from alerting.outbox import Outbox
-from alerting.silences import Matcher, Silence, silenced_by
+from alerting.silences import Matcher, Silence
 from alerting.store import AlertStore, Change, Delivery
 from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
 from citywatch.models import AlertAck, AlertEvent, Record
 from citywatch.scheduler import Timers
-from citywatch.sink import Sink
+from citywatch.sink import RejectSink, Sink
 from citywatch.topics import DEFAULT_ROOT
 
 log = logging.getLogger("citywatch.alerts")
@@ -74,7 +79,7 @@ class Alerting:
         self.housekeeping_interval = housekeeping_interval
         self.alerts: dict[str, Alert] = {}
         self.by_id: dict[int, Alert] = {}
-        self.silences: dict[str, Silence] = {}
+        self.muting = Muting()
         self.timers = Timers(clock, self._on_due)
         self._tz = cfg.tz
         self._next_id = 1
@@ -92,6 +97,11 @@ class Alerting:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
     @property
+    def silences(self) -> dict[str, Silence]:
+        """Every silence not yet forgotten, by id (the muting stage's)."""
+        return self.muting.silences
+
+    @property
     def store(self) -> AlertStore:
         assert self._store is not None, "Alerting is used outside its context"
         return self._store
@@ -103,7 +113,9 @@ class Alerting:
         try:
             self._store = await self._run_io(AlertStore, self.store_path, now)
             store = self._store
-            current = await self._run_io(store.load_current, now - self.cfg.reopen_window)
+            current = await self._run_io(
+                lambda: list(store.load_current(now - self.cfg.reopen_window))
+            )
             self._next_id = await self._run_io(store.max_id) + 1
             silences = await self._run_io(store.load_silences, now)
             pending = await self._run_io(store.pending)
@@ -115,7 +127,7 @@ class Alerting:
             self._io.shutdown(wait=False)
             raise
         for s in silences:
-            self.silences[s.id] = s
+            self.muting.put(s)
             self._time_silence(s)
         for a in current:
             self._keep(a)
@@ -221,29 +233,32 @@ class Alerting:
         if change == "opened":
             self._next_id += 1
             alert.route = routing.choose_route(alert, self.cfg, now, self._tz)
-        if tells and self._silenced(alert, now):
-            tells = []  # a silence mutes the reopening and the resolution too
+        decision = self._decide(alert, now)
+        if decision.muted:
+            tells = []  # muting holds back the reopening and the resolution too
         detail: dict[str, Any] = {"at": ev.at, "values": dict(ev.values)}
-        c = Change(alert, change, now, detail, self._deliveries(alert, tells, now))
+        c = Change(alert, change, now, detail, self._deliveries(alert, decision, tells, now))
         changes.append(c)
-        if change in ("opened", "resolved") and self.channels.grafana:
-            c.deliveries = [
-                *c.deliveries,
-                notify.grafana_delivery(alert, change, now, self.store.epoch),
+        if change in ("opened", "resolved"):
+            told = [
+                notify.service_delivery(alert, change, now, s, self.store.epoch)
+                for s in self.channels.services
             ]
-        final[alert.id] = self._advance(alert, now, changes)
+            c.deliveries = [*c.deliveries, *told]
+        final[alert.id] = self._advance(alert, decision, now, changes)
         self.alerts[fp] = final[alert.id][0]
 
+    def _decide(self, alert: Alert, now: float) -> Decision:
+        """The muting and routing stages, once for ``alert`` at ``now``; later stages read this."""
+        return routing.decide(alert, self.cfg, self.muting.muted_by(alert, now))
+
     def _advance(
-        self, alert: Alert, now: float, changes: list[Change]
+        self, alert: Alert, decision: Decision, now: float, changes: list[Change]
     ) -> tuple[Alert, float | None]:
         """Tell whom :func:`lifecycle.due` says is due now; returns the alert and its next time."""
         if alert.status != FIRING:
             return alert, None
-        silenced = self._silenced(alert, now)
-        new, tells, nxt = lifecycle.due(
-            alert, routing.route_of(alert, self.cfg), self.cfg, now, silenced
-        )
+        new, tells, nxt = lifecycle.due(alert, decision, self.cfg, now)
         if (new.silenced_since is None) != (alert.silenced_since is None):
             change = "silenced" if new.silenced_since is not None else "unsilenced"
             changes.append(Change(new, change, now, None))
@@ -254,7 +269,7 @@ class Alerting:
                     _CHANGE_OF[t.kind],
                     now,
                     {"step": t.step, "receivers": list(t.receivers)},
-                    self._deliveries(new, [t], now),
+                    self._deliveries(new, decision, [t], now),
                 )
             )
         return new, nxt
@@ -281,7 +296,9 @@ class Alerting:
                 one = self.by_id.get(ident)
                 if one is not None:
                     touched[one.id] = one
-            final = {a.id: self._advance(a, now, changes) for a in touched.values()}
+            final = {
+                a.id: self._advance(a, self._decide(a, now), now, changes) for a in touched.values()
+            }
             await self._commit(changes, final)
             self._schedule(final)
 
@@ -314,7 +331,9 @@ class Alerting:
             now = self.clock.now()
             new, tells = lifecycle.acknowledge(a, by, note, now)
             detail = {"by": by, "note": note}
-            change = Change(new, "acknowledged", now, detail, self._deliveries(new, tells, now))
+            # Told whatever mutes the alert: everyone who heard of it hears who took it.
+            deliveries = self._deliveries(new, self._decide(new, now), tells, now)
+            change = Change(new, "acknowledged", now, detail, deliveries)
             await self._commit([change], {new.id: (new, None)})
             self.timers.set(("alert", new.id), None)
             return new
@@ -346,7 +365,7 @@ class Alerting:
         )
         async with self._lock:
             await self._run_io(self.store.save_silence, s)
-            self.silences[s.id] = s
+            self.muting.put(s)
             self._time_silence(s)
         return s
 
@@ -358,7 +377,7 @@ class Alerting:
             if s.starts_at > now:
                 # Never in force: forgotten, shown once more as ended.
                 await self._run_io(self.store.delete_silence, s.id)
-                del self.silences[s.id]
+                self.muting.forget(s.id)
                 self.timers.set(("silence", s.id), None)
                 return s
             if s.ends_at > now:
@@ -372,7 +391,7 @@ class Alerting:
                     s.created_at,
                 )
                 await self._run_io(self.store.save_silence, s)
-                self.silences[s.id] = s
+                self.muting.put(s)
             self.timers.set(("silence", s.id), now)
             return s
 
@@ -381,25 +400,18 @@ class Alerting:
         # Woken at its start (to mute, nothing to tell) and at its end (to tell what it held).
         self.timers.set(("silence", s.id), s.ends_at if s.starts_at <= now else s.starts_at)
 
-    def _silenced(self, a: Alert, now: float) -> bool:
-        return bool(self.silences) and silenced_by(self.silences, a.fields(), now) is not None
-
     def silenced_by(self, a: Alert) -> str | None:
         """The silence muting ``a`` now, if any."""
-        return silenced_by(self.silences, a.fields(), self.clock.now()) if a.is_open else None
+        return self.muting.silenced_by(a, self.clock.now()) if a.is_open else None
 
     # -- notifications ----------------------------------------------------------
 
-    def _deliveries(self, a: Alert, tells: Sequence[Tell], now: float) -> list[Delivery]:
-        route = routing.route_of(a, self.cfg)
-        # Acknowledgements and resolutions are told at the severity the alert reached.
-        tells = [
-            t
-            if t.kind in ("fire", "escalate", "remind")
-            else replace(t, severity=routing.severity(route, a.step, a))
-            for t in tells
-        ]
-        return notify.deliveries(a, tells, now, self.channels.channels_for, self.store.epoch)
+    def _deliveries(
+        self, a: Alert, decision: Decision, tells: Sequence[Tell], now: float
+    ) -> list[Delivery]:
+        return notify.deliveries(
+            a, decision, tells, now, self.channels.channels_for, self.store.epoch
+        )
 
     # -- storage ----------------------------------------------------------------
 
@@ -460,7 +472,7 @@ class Alerting:
         for a in self.by_id.values():
             if not a.is_open:
                 continue
-            state = "silenced" if self._silenced(a, now) else a.status
+            state = "silenced" if self.muting.silenced_by(a, now) is not None else a.status
             key = (a.rule, a.severity, state)
             counts[key] = counts.get(key, 0) + 1
         return counts
@@ -476,9 +488,7 @@ class Alerting:
                         del self.by_id[a.id]
                         if self.alerts.get(a.fingerprint) is a:
                             del self.alerts[a.fingerprint]
-                for s in list(self.silences.values()):
-                    if s.ends_at < now:
-                        del self.silences[s.id]
+                self.muting.forget_ended(now)
             t0 = time.perf_counter()
             pruned = await self._run_io(
                 self.store.prune,

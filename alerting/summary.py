@@ -1,16 +1,16 @@
 """Notification text for people: Chinese, short enough for a phone's lock screen.
 
-What, where, how long: ``【红灯】案件 C-1024 处置超时 2小时05分 · 网格 320102001 · 鼓楼区城管``.
+What, where, how long: ``【红灯】案件 C-1024 处置超时 2 小时 5 分 · 网格 320102001 · 鼓楼区城管``.
 A rule's own summary (the patrol rules write one) is used as the "what".
 """
 
 from __future__ import annotations
 
 from alerting.model import Alert
+from citywatch.durations import duration_zh
 from rules.patrols.specs import PATROL_RULES
 
 SEVERITY = {"yellow": "黄灯", "red": "红灯", "critical": "紧急"}
-STATUS = {"firing": "告警", "acknowledged": "已确认", "resolved": "已恢复"}
 STEP = {
     "filing": "立案",
     "dispatch": "派遣",
@@ -24,18 +24,6 @@ RULE = {
     "case_overdue": "超时",
     **{spec.name: spec.summary for spec in PATROL_RULES},
 }
-
-
-def duration_zh(seconds: float) -> str:
-    """``2小时05分``, ``12分``, ``3天4小时``."""
-    minutes = int(max(0.0, seconds) // 60)
-    days, rest = divmod(minutes, 1440)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days}天{hours}小时"
-    if hours:
-        return f"{hours}小时{mins:02d}分"
-    return f"{mins}分"
 
 
 def what(a: Alert) -> str:

@@ -166,10 +166,17 @@ def _convert(value: object, tp: Any, key: str, meta: Mapping[str, Any]) -> Any:
 
 
 def load_section(cls: type[T], data: Mapping[str, Any] | None, prefix: str) -> T:
-    """Build the frozen dataclass ``cls`` from ``data``; keys are reported as ``prefix.key``."""
+    """Build the frozen dataclass ``cls`` from ``data``; keys are reported as ``prefix.key``.
+
+    A ``cls`` with a ``select_class(data, prefix)`` classmethod stands for a family of
+    classes and names the one to build (a webhook entry's settings, by its ``kind``).
+    """
     data = data or {}
     if not isinstance(data, Mapping):
         raise ConfigError(prefix, f"expected a mapping, got {type(data).__name__}")
+    select = getattr(cls, "select_class", None)
+    if select is not None:
+        cls = select(data, prefix)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for name in data:

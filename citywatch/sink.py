@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-from citywatch.models import Record
+from citywatch.models import Record, Rejected
 
 
 class SinkUnavailable(Exception):
@@ -28,6 +28,17 @@ class Sink(Protocol):
     """
 
     async def write(self, records: Sequence[Record]) -> None: ...
+
+
+class RejectSink(Protocol):
+    """Where refused observations go: the dead-letter topic and the record.
+
+    Stages past the collector (the case rule's impossible transitions, alerting's
+    refused acknowledgements) hand what they refuse to one of these
+    (:class:`~citywatch.deadletter.DeadLetters` in the service).
+    """
+
+    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 class FanOut:

@@ -29,12 +29,12 @@ from typing import Any, Protocol, Self, runtime_checkable
 from prometheus_client import CollectorRegistry
 
 from citywatch.clock import Clock
-from citywatch.sink import Sink
+from citywatch.sink import RejectSink, Sink
 from citywatch.topics import DEFAULT_ROOT
 from rules.calendar import CalendarConfig
 from rules.cases.config import CasesConfig
 from rules.cases.kpi import Kpi
-from rules.events import AlertSink, RejectSink
+from rules.events import AlertSink
 from rules.patrols.config import PatrolsConfig
 from rules.patrols.grids import Grids
 

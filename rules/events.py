@@ -12,21 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from citywatch.models import AlertEvent, Rejected
+from citywatch.models import AlertEvent
 
-__all__ = ["AlertEvent", "AlertFanOut", "AlertSink", "RejectSink"]
+__all__ = ["AlertEvent", "AlertFanOut", "AlertSink"]
 
 
 class AlertSink(Protocol):
     """Where rules send alert events (the alerting layer, or a stand-in)."""
 
     async def emit(self, events: Sequence[AlertEvent]) -> None: ...
-
-
-class RejectSink(Protocol):
-    """Where refused observations go: the dead-letter topic and the record."""
-
-    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 class AlertFanOut:

@@ -1,1 +1,1 @@
-"""Notifiers: one small module per channel behind one contract (:mod:`.base`)."""
+"""Notifiers: one module per kind behind one contract (:mod:`.base`), listed in :mod:`.registry`."""

@@ -21,6 +21,7 @@ import orjson
 
 from alerting.notifiers.base import Notification, NotifyError
 from alerting.notifiers.config import LINK_FIELDS
+from citywatch.durations import duration_zh
 
 MASK = "***"
 # A path segment is a token if it looks like one, or follows one of these (Feishu, Slack)...
@@ -233,18 +234,6 @@ def rfc3339(ts: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-def span(seconds: float) -> str:
-    """``3 天 2 小时``, ``2 小时 5 分``, ``12 分钟`` or ``不到 1 分钟``."""
-    minutes = int(max(seconds, 0) // 60)
-    days, rest = divmod(minutes, 1440)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days} 天 {hours} 小时"
-    if hours:
-        return f"{hours} 小时 {mins} 分"
-    return f"{mins} 分钟" if mins else "不到 1 分钟"
-
-
 def link(template: str | None, n: Notification) -> str | None:
     """``template`` with the alert's :data:`LINK_FIELDS` filled in."""
     if template is None:
@@ -263,9 +252,9 @@ def fields(n: Notification, now: float | None = None) -> list[tuple[str, str]]:
     if n.status == "resolved":
         end = n.ends_at if n.ends_at is not None else now
         rows.append(("时间", f"{china_time(n.starts_at)} 至 {china_time(end)}"))
-        rows.append(("历时", span(end - n.starts_at)))
+        rows.append(("历时", duration_zh(end - n.starts_at)))
     else:
-        rows.append(("开始", f"{china_time(n.starts_at)}，已持续 {span(now - n.starts_at)}"))
+        rows.append(("开始", f"{china_time(n.starts_at)}，已持续 {duration_zh(now - n.starts_at)}"))
     rows.append(("升级", f"第 {n.escalation} 级" if n.escalation else "首次通知"))
     rows.append(("编号", n.id))
     return rows

@@ -1,16 +1,21 @@
-"""The one contract every notifier meets, and what it is handed.
+"""The one contract every notifier meets, what it is handed, and how a kind is declared.
 
 A notifier delivers a batch of :class:`Notification` for one receiver over one
 channel, or raises :class:`NotifyError` saying whether trying again may help.
 Retries, backoff, deduplication and the outbox live in one stage
-(:mod:`alerting.outbox`), never in a notifier.
+(:mod:`alerting.outbox`), never in a notifier. Each kind of notifier is one
+module (its settings dataclass beside its notifier class) declared by one
+:class:`NotifierKind` line in the table, :mod:`alerting.notifiers.registry`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import enum
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import aiohttp
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +95,41 @@ class Notifier(Protocol):
     async def notify(self, alerts: Sequence[Notification]) -> None:
         """Deliver ``alerts`` (one receiver's, oldest first) or raise :class:`NotifyError`."""
         ...
+
+
+class Placement(enum.Enum):
+    """Where a kind is configured, and so how many notifiers of it there are and their channels."""
+
+    PUSH = "push"
+    """The handhelds' push: one connection the service opens from its ``mqtt:`` settings and
+    hands to alerting; ``alerting.receivers.NAME.<kind>`` (a boolean, on by default) says
+    whether a receiver is told over it. Its channel is the kind's name."""
+
+    SERVICE = "service"
+    """``alerting.<kind>``: one notifier for the whole service, told of every alert opened and
+    resolved; the kind's name is both its receiver and its channel."""
+
+    WEBHOOK = "webhook"
+    """An entry ``{kind: <kind>, url: ...}`` of ``alerting.receivers.NAME.webhooks``: one
+    notifier per receiver and entry, on channel ``webhook:<kind>:<hash of the URL>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierKind:
+    """One kind of notifier: its name, where it is configured, its class and its settings.
+
+    The name is what the configuration (a webhook's ``kind``), the channel names and the
+    metrics' ``channel`` label say. ``notifier`` is the class, defined in one module with
+    ``config``, the frozen settings dataclass it is built from; a ``SERVICE`` or ``WEBHOOK``
+    kind is built as ``notifier(config_instance, session)``. A ``PUSH`` kind has no
+    settings of its own (the service builds it from ``mqtt:``), so ``config`` is None.
+    """
+
+    name: str
+    placement: Placement
+    notifier: Callable[..., Notifier]
+    config: type[Any] | None
+
+    def make(self, settings: Any, session: aiohttp.ClientSession) -> Notifier:
+        """A notifier of this kind for ``settings`` (an instance of :attr:`config`)."""
+        return self.notifier(settings, session)

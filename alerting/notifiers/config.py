@@ -1,14 +1,22 @@
-"""Settings of the HTTP notifiers: chat robots and generic webhooks, and Grafana annotations."""
+"""What the notifiers' settings share: the keys of every webhook, and their checks.
+
+Each kind's own settings class lives beside its notifier (``WeComConfig`` in
+:mod:`alerting.notifiers.wecom`, ``GrafanaConfig`` in
+:mod:`alerting.notifiers.grafana`, ...); a webhook's settings class derives from
+:class:`WebhookConfig`, and the ``kind`` key of each ``webhooks`` entry picks it
+from the table (:mod:`alerting.notifiers.registry`).
+"""
 
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from citywatch.config import ConfigError, duration
 
-KINDS = ("alertmanager", "wecom", "dingtalk", "feishu")
 SEVERITIES = ("yellow", "red", "critical")
 # Placeholders an ``external_url`` may hold, filled from each alert.
 LINK_FIELDS = ("id", "alert_id", "fingerprint", "city", "rule")
@@ -27,21 +35,24 @@ def check_http_url(url: str, key: str) -> None:
         raise ConfigError(key, "no host in the URL")
 
 
-def _check_timeout(value: float, key: str) -> None:
+def check_timeout(value: float, key: str) -> None:
+    """A request timeout: more than 0 and at most 5 minutes."""
     if not 0 < value <= 300:
         raise ConfigError(key, "must be more than 0s and at most 5m")
 
 
 @dataclass(frozen=True)
 class WebhookConfig:
-    """One webhook destination: a chat robot (WeCom, DingTalk, Feishu) or an Alertmanager receiver.
+    """The keys every webhook entry takes; each kind's settings class derives from this.
 
-    ``secret`` is the signing secret of a DingTalk or Feishu robot with signing on, or,
-    for ``alertmanager``, a bearer token sent as ``Authorization: Bearer``; WeCom robots
-    have none. ``mention_all_on`` lists the severities that @ everyone in the group
-    (DingTalk, Feishu) while the alert is open. ``external_url`` is linked from every
-    message; it may hold ``{id}``, ``{alert_id}``, ``{fingerprint}``, ``{city}`` and
-    ``{rule}``. ``max_alerts`` caps the alerts of one Alertmanager payload (0: no cap).
+    ``kind`` names the kind (the table's name), which picks the settings class when
+    the file is read. ``secret`` is what the kind signs or authenticates with (a
+    kind that takes none says so in :attr:`secret_refused`). ``mention_all_on`` lists
+    the severities that @ everyone in a group while the alert is open. ``external_url``
+    is linked from every message; it may hold ``{id}``, ``{alert_id}``,
+    ``{fingerprint}``, ``{city}`` and ``{rule}``. ``max_alerts`` caps the alerts of
+    one payload where the kind batches them in one document (0: no cap). Every kind
+    accepts every key, so that a file stays valid when an entry changes its kind.
     """
 
     kind: str = ""
@@ -52,20 +63,27 @@ class WebhookConfig:
     external_url: str | None = None
     max_alerts: int = 0
 
+    secret_refused: ClassVar[str | None] = None
+    """Why this kind refuses a ``secret`` (None: it takes one)."""
+
+    @classmethod
+    def select_class(cls, raw: Mapping[str, Any], key: str) -> type[WebhookConfig]:
+        """The settings class of the kind ``raw`` names (read by :func:`load_section`)."""
+        # The table imports every kind's module, each importing this one: looked up late.
+        from alerting.notifiers.registry import webhook_config_class
+
+        return webhook_config_class(raw.get("kind", ""), f"{key}.kind" if key else "kind")
+
     def validate(self, prefix: str) -> None:
         """Raise :class:`ConfigError` naming the first bad key under ``prefix``."""
-        if self.kind not in KINDS:
-            raise ConfigError(
-                f"{prefix}.kind", f"must be one of {', '.join(KINDS)}, got {self.kind!r}"
-            )
         if not self.url:
             raise ConfigError(f"{prefix}.url", "must be set")
         check_http_url(self.url, f"{prefix}.url")
         if self.secret is not None and not self.secret:
             raise ConfigError(f"{prefix}.secret", "must not be empty (leave it out instead)")
-        if self.secret is not None and self.kind == "wecom":
-            raise ConfigError(f"{prefix}.secret", "WeCom robots are not signed; the key is in url")
-        _check_timeout(self.timeout, f"{prefix}.timeout")
+        if self.secret is not None and self.secret_refused is not None:
+            raise ConfigError(f"{prefix}.secret", self.secret_refused)
+        check_timeout(self.timeout, f"{prefix}.timeout")
         for i, sev in enumerate(self.mention_all_on):
             if sev not in SEVERITIES:
                 raise ConfigError(
@@ -75,39 +93,6 @@ class WebhookConfig:
             check_link_template(self.external_url, f"{prefix}.external_url")
         if self.max_alerts < 0:
             raise ConfigError(f"{prefix}.max_alerts", "must not be negative")
-
-
-@dataclass(frozen=True)
-class GrafanaConfig:
-    """Grafana annotations: where, with which service account token, on which dashboard.
-
-    Without ``dashboard_uid`` the annotations are organisation-wide and a dashboard shows
-    them through an annotation query on ``tags``; with it they belong to that dashboard
-    (and to ``panel_id`` if given).
-    """
-
-    url: str = ""
-    token: str = ""
-    timeout: float = duration(5.0)
-    dashboard_uid: str | None = None
-    panel_id: int | None = None
-    tags: tuple[str, ...] = ("citywatch",)
-
-    def validate(self, prefix: str) -> None:
-        """Raise :class:`ConfigError` naming the first bad key under ``prefix``."""
-        if not self.url:
-            raise ConfigError(f"{prefix}.url", "must be set")
-        check_http_url(self.url, f"{prefix}.url")
-        if not self.token:
-            raise ConfigError(f"{prefix}.token", "must be set to a service account token")
-        _check_timeout(self.timeout, f"{prefix}.timeout")
-        if self.dashboard_uid is not None and not self.dashboard_uid:
-            raise ConfigError(f"{prefix}.dashboard_uid", "must not be empty")
-        if self.panel_id is not None and self.panel_id <= 0:
-            raise ConfigError(f"{prefix}.panel_id", "must be positive")
-        for i, tag in enumerate(self.tags):
-            if not tag or not tag.isprintable():
-                raise ConfigError(f"{prefix}.tags[{i}]", "must be printable and not empty")
 
 
 def check_link_template(template: str, key: str) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -27,6 +28,15 @@ from alerting.notifiers.config import WebhookConfig
 # DingTalk does not publish a markdown limit; 20000 bytes stays under what it accepts.
 MAX_BYTES = 20000
 RATE_LIMITED = frozenset({130101})
+
+
+@dataclass(frozen=True)
+class DingTalkConfig(WebhookConfig):
+    """A DingTalk custom robot.
+
+    ``url`` carries its ``access_token``; ``secret`` is its signing secret (加签) when
+    signing is on; ``mention_all_on`` sets ``at.isAtAll``.
+    """
 
 
 def sign(secret: str, timestamp_ms: int) -> str:
@@ -70,7 +80,7 @@ def payload(
 class DingTalkNotifier:
     """Posts a batch to a DingTalk custom robot as one markdown message."""
 
-    def __init__(self, cfg: WebhookConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cfg: DingTalkConfig, session: aiohttp.ClientSession) -> None:
         self.cfg = cfg
         self._endpoint = Endpoint(
             session, cfg.url, timeout=cfg.timeout, label="dingtalk", secrets=[cfg.secret]

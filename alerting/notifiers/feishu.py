@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -38,6 +39,15 @@ from alerting.notifiers.config import WebhookConfig
 MAX_BYTES = 18000
 RATE_LIMITED = frozenset({11232})
 _TEMPLATE = {"yellow": "yellow", "red": "red", "critical": "carmine"}
+
+
+@dataclass(frozen=True)
+class FeishuConfig(WebhookConfig):
+    """A Feishu custom bot.
+
+    ``url`` ends in its token; ``secret`` is its signing secret (签名校验) when signing is
+    on; ``mention_all_on`` adds ``<at id=all></at>``.
+    """
 
 
 def sign(secret: str, timestamp_s: int) -> str:
@@ -87,7 +97,7 @@ def payload(
 class FeishuNotifier:
     """Posts a batch to a Feishu custom bot as one interactive card."""
 
-    def __init__(self, cfg: WebhookConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cfg: FeishuConfig, session: aiohttp.ClientSession) -> None:
         self.cfg = cfg
         self._endpoint = Endpoint(
             session, cfg.url, timeout=cfg.timeout, label="feishu", secrets=[cfg.secret]

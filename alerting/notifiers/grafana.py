@@ -26,13 +26,48 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from alerting.notifiers._http import Endpoint, fields, severity_mark, status_word
 from alerting.notifiers.base import Notification
-from alerting.notifiers.config import GrafanaConfig
+from alerting.notifiers.config import check_http_url, check_timeout
+from citywatch.config import ConfigError, duration
+
+
+@dataclass(frozen=True)
+class GrafanaConfig:
+    """Grafana annotations: where, with which service account token, on which dashboard.
+
+    Without ``dashboard_uid`` the annotations are organisation-wide and a dashboard shows
+    them through an annotation query on ``tags``; with it they belong to that dashboard
+    (and to ``panel_id`` if given).
+    """
+
+    url: str = ""
+    token: str = ""
+    timeout: float = duration(5.0)
+    dashboard_uid: str | None = None
+    panel_id: int | None = None
+    tags: tuple[str, ...] = ("citywatch",)
+
+    def validate(self, prefix: str) -> None:
+        """Raise :class:`ConfigError` naming the first bad key under ``prefix``."""
+        if not self.url:
+            raise ConfigError(f"{prefix}.url", "must be set")
+        check_http_url(self.url, f"{prefix}.url")
+        if not self.token:
+            raise ConfigError(f"{prefix}.token", "must be set to a service account token")
+        check_timeout(self.timeout, f"{prefix}.timeout")
+        if self.dashboard_uid is not None and not self.dashboard_uid:
+            raise ConfigError(f"{prefix}.dashboard_uid", "must not be empty")
+        if self.panel_id is not None and self.panel_id <= 0:
+            raise ConfigError(f"{prefix}.panel_id", "must be positive")
+        for i, tag in enumerate(self.tags):
+            if not tag or not tag.isprintable():
+                raise ConfigError(f"{prefix}.tags[{i}]", "must be printable and not empty")
 
 
 def annotation(n: Notification, cfg: GrafanaConfig, now: float) -> dict[str, Any]:

@@ -1,26 +1,89 @@
-"""The notifier table: a webhook ``kind`` to the class that speaks it.
+"""The notifier table: every kind of notifier, listed once.
 
-A new channel is one module plus one line here. MQTT push and Grafana
-annotations are not webhooks of a receiver: the alerting service makes one of
-each for everyone (:mod:`alerting.channels`).
+A kind is one module holding its settings dataclass and its notifier class, plus
+one line here (:class:`~alerting.notifiers.base.NotifierKind`). Everything else
+derives from this table: which ``kind`` a webhook entry may name and the
+settings class it is read into, the channel names and their metrics label, and
+the notifier behind a channel (:mod:`alerting.channels`).
+``tests/alerting/notifiers/test_notifier_table.py`` fails when a kind lacks a part.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Mapping
 
-import aiohttp
-
-from alerting.notifiers.base import Notifier
+from alerting.notifiers.base import NotifierKind, Placement
 from alerting.notifiers.config import WebhookConfig
-from alerting.notifiers.dingtalk import DingTalkNotifier
-from alerting.notifiers.feishu import FeishuNotifier
-from alerting.notifiers.webhook import WebhookNotifier
-from alerting.notifiers.wecom import WeComNotifier
+from alerting.notifiers.dingtalk import DingTalkConfig, DingTalkNotifier
+from alerting.notifiers.feishu import FeishuConfig, FeishuNotifier
+from alerting.notifiers.grafana import GrafanaConfig, GrafanaNotifier
+from alerting.notifiers.mqtt import MqttPush
+from alerting.notifiers.webhook import AlertmanagerConfig, WebhookNotifier
+from alerting.notifiers.wecom import WeComConfig, WeComNotifier
+from citywatch.config import ConfigError
 
-NOTIFIERS: dict[str, Callable[[WebhookConfig, aiohttp.ClientSession], Notifier]] = {
-    "alertmanager": WebhookNotifier,
-    "wecom": WeComNotifier,
-    "dingtalk": DingTalkNotifier,
-    "feishu": FeishuNotifier,
-}
+PUSH, SERVICE, WEBHOOK = Placement.PUSH, Placement.SERVICE, Placement.WEBHOOK
+
+
+def _table(*kinds: NotifierKind) -> Mapping[str, NotifierKind]:
+    table = {k.name: k for k in kinds}
+    if len(table) != len(kinds):
+        raise ValueError("a notifier kind is listed twice")
+    return table
+
+
+NOTIFIERS: Mapping[str, NotifierKind] = _table(
+    NotifierKind("mqtt", PUSH, MqttPush, None),
+    NotifierKind("grafana", SERVICE, GrafanaNotifier, GrafanaConfig),
+    NotifierKind("alertmanager", WEBHOOK, WebhookNotifier, AlertmanagerConfig),
+    NotifierKind("wecom", WEBHOOK, WeComNotifier, WeComConfig),
+    NotifierKind("dingtalk", WEBHOOK, DingTalkNotifier, DingTalkConfig),
+    NotifierKind("feishu", WEBHOOK, FeishuNotifier, FeishuConfig),
+)
+"""Every kind by name, in the order the documentation and error messages list them."""
+
+_WEBHOOK_PREFIX = "webhook:"
+
+
+def placed(placement: Placement) -> list[NotifierKind]:
+    """The kinds configured at ``placement``, in table order."""
+    return [k for k in NOTIFIERS.values() if k.placement is placement]
+
+
+def webhook_config_class(kind: object, key: str) -> type[WebhookConfig]:
+    """The settings class of a webhook entry whose ``kind`` is ``kind``; ``key`` names it."""
+    if isinstance(kind, bool) or not isinstance(kind, str | int):
+        raise ConfigError(key, f"expected a string, got {kind!r}")
+    found = NOTIFIERS.get(str(kind))
+    if found is None or found.placement is not WEBHOOK or found.config is None:
+        names = ", ".join(k.name for k in placed(WEBHOOK))
+        raise ConfigError(key, f"must be one of {names}, got {str(kind)!r}")
+    config: type[WebhookConfig] = found.config
+    return config
+
+
+def webhook_channel(hook: WebhookConfig) -> str:
+    """The channel of a webhook: its kind and a short hash of its URL (no secret shown).
+
+    The hash, not the position in the list, names it, so that reordering a
+    receiver's webhooks keeps queued notifications on theirs.
+    """
+    digest = hashlib.sha256(hook.url.encode()).hexdigest()[:8]
+    return f"{_WEBHOOK_PREFIX}{hook.kind}:{digest}"
+
+
+def channel_kind(channel: str) -> str:
+    """The kind behind a channel: ``mqtt``, ``grafana``, or a webhook's kind (a metrics label)."""
+    if channel.startswith(_WEBHOOK_PREFIX):
+        return channel.split(":")[1]
+    return channel
+
+
+def kind_of_channel(channel: str) -> NotifierKind | None:
+    """The kind whose notifier serves ``channel``; None for a channel no kind names."""
+    webhook = channel.startswith(_WEBHOOK_PREFIX)
+    kind = NOTIFIERS.get(channel_kind(channel))
+    if kind is None or webhook != (kind.placement is WEBHOOK):
+        return None
+    return kind

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,15 @@ from alerting.notifiers.base import Notification
 from alerting.notifiers.config import WebhookConfig
 
 _LABEL_FIELDS = ("rule", "severity", "city", "grid", "unit", "officer", "device")
+
+
+@dataclass(frozen=True)
+class AlertmanagerConfig(WebhookConfig):
+    """A receiver of Alertmanager webhooks.
+
+    ``secret`` is sent as ``Authorization: Bearer``; ``max_alerts`` caps the alerts of one
+    payload (the rest are counted in ``truncatedAlerts``).
+    """
 
 
 def alert_labels(n: Notification) -> dict[str, str]:
@@ -103,7 +113,7 @@ class WebhookNotifier:
     other answers are not.
     """
 
-    def __init__(self, cfg: WebhookConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cfg: AlertmanagerConfig, session: aiohttp.ClientSession) -> None:
         self.cfg = cfg
         self._endpoint = Endpoint(
             session, cfg.url, timeout=cfg.timeout, label="webhook", secrets=[cfg.secret]

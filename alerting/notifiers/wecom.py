@@ -10,7 +10,8 @@ WeCom markdown cannot @ everyone, so ``mention_all_on`` has no effect here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -27,6 +28,13 @@ from alerting.notifiers.config import WebhookConfig
 
 MAX_BYTES = 4096
 RATE_LIMITED = frozenset({45009})
+
+
+@dataclass(frozen=True)
+class WeComConfig(WebhookConfig):
+    """A WeCom group robot: ``url`` carries its key; no ``secret``, no @ everyone."""
+
+    secret_refused: ClassVar[str | None] = "WeCom robots are not signed; the key is in url"
 
 
 def block(n: Notification, external_url: str | None = None) -> str:
@@ -50,7 +58,7 @@ def payload(alerts: Sequence[Notification], external_url: str | None = None) -> 
 class WeComNotifier:
     """Posts a batch to a WeCom group robot as one markdown message."""
 
-    def __init__(self, cfg: WebhookConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cfg: WeComConfig, session: aiohttp.ClientSession) -> None:
         self.cfg = cfg
         self._endpoint = Endpoint(session, cfg.url, timeout=cfg.timeout, label="wecom")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from typing import Protocol
 
 from citywatch.clock import Clock
 from citywatch.influx.delivery import Refusal
 from citywatch.influx.metrics import WriterMetrics
 from citywatch.models import Rejected
+from citywatch.sink import RejectSink
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,6 @@ HELD_MAX = 10_000
 """Dead letters kept while no sink is attached yet (start-up); more are lost, and logged."""
 
 _CITY = re.compile(r"[0-9]{6}")
-
-
-class RejectSink(Protocol):
-    """Takes dead letters (:class:`citywatch.deadletter.DeadLetters`)."""
-
-    async def reject(self, rejected: Rejected, payload: bytes) -> None: ...
 
 
 class RefusedPoints:

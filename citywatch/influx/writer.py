@@ -38,11 +38,11 @@ from citywatch.influx.config import InfluxConfig, SpoolConfig
 from citywatch.influx.delivery import Outcome
 from citywatch.influx.health import InfluxHealth
 from citywatch.influx.metrics import WriterMetrics
-from citywatch.influx.refused import RefusedPoints, RejectSink
+from citywatch.influx.refused import RefusedPoints
 from citywatch.influx.schema import to_line
 from citywatch.influx.spool import Spool, SpoolFull, SpoolUnwritable
 from citywatch.models import Record
-from citywatch.sink import SinkUnavailable
+from citywatch.sink import RejectSink, SinkUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
 from citywatch.models import AlertEvent, CaseEvent, Record, Rejected
 from citywatch.scheduler import Timers
-from citywatch.sink import Sink
+from citywatch.sink import RejectSink, Sink
 from citywatch.topics import DEFAULT_ROOT, case_events_topic
 from rules.calendar import CalendarConfig, holiday_table_bytes, make_calendar
 from rules.cases.config import STAGES, CasesConfig
@@ -44,7 +44,7 @@ from rules.cases.state import (
 )
 from rules.cases.store import CaseStore, Dues
 from rules.cases.view import open_case_views
-from rules.events import AlertSink, RejectSink
+from rules.events import AlertSink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from citywatch.durations import duration_zh
 from citywatch.models import AlertEvent
 from rules.patrols.fleet import Fleet, Floats, Idx
 from rules.patrols.specs import INDEX, PATROL_RULES, RULE_NAMES, PatrolRuleSpec
@@ -106,7 +107,6 @@ def _event(
     fix_ts = float(f.pos_ts[slot])
     if fix_ts == fix_ts:  # not NaN: the officer has had a position
         values.update(fix_ts=fix_ts, lon=float(f.pos_lon[slot]), lat=float(f.pos_lat[slot]))
-    minutes = int(max(0.0, now - since) // 60)
     return AlertEvent(
         rule=spec.name,
         status=status,
@@ -117,5 +117,5 @@ def _event(
         at=at,
         labels=labels,
         values=values,
-        summary=f"{p.officer} {spec.summary} {minutes} 分钟",
+        summary=f"{p.officer} {spec.summary} {duration_zh(now - since)}",
     )

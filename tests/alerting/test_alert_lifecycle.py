@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from alerting import lifecycle, routing
 from alerting.config import AlertingConfig, EscalationStep, Route
-from alerting.lifecycle import LifecycleError, Tell, acknowledge, due, on_event
+from alerting.lifecycle import LifecycleError, Tell, acknowledge, on_event
 from alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
 from citywatch.config import load_section
 from citywatch.models import AlertEvent
@@ -36,6 +37,13 @@ def event(
         values={"held": 60.0},
         summary="off-7 原地停留 10 分钟",
     )
+
+
+def due(
+    a: Alert, route: Route, cfg: AlertingConfig, now: float, silenced: bool
+) -> tuple[Alert, list[Tell], float | None]:
+    """:func:`lifecycle.due` with the decision the routing and muting stages make for ``a``."""
+    return lifecycle.due(a, routing.plan(route, a, "silence-1" if silenced else None), cfg, now)
 
 
 def apply(

@@ -106,9 +106,9 @@ def test_due_clamps_a_step_beyond_the_route() -> None:
     a = Alert(1, "fp", "patrol_idle", "yellow", "321200", "officer", "o", 0.0, 0.0, step=2)
     a.last_told_at = 0.0
     short = load_section(AlertingConfig, {}, "alerting")
-    from alerting.routing import route_of
+    from alerting.routing import decide
 
-    new, tells, nxt = due(a, route_of(a, short), cfg, 10_000.0, False)
+    new, tells, nxt = due(a, decide(a, short), cfg, 10_000.0)
     assert tells == [] and new.step == 0 and nxt is None
 
 

@@ -8,10 +8,10 @@ import aiohttp
 import pytest
 
 from alerting.notifiers.base import Notifier, NotifyError
-from alerting.notifiers.config import GrafanaConfig, WebhookConfig
 from alerting.notifiers.dingtalk import DingTalkNotifier
 from alerting.notifiers.feishu import FeishuNotifier
-from alerting.notifiers.grafana import GrafanaNotifier
+from alerting.notifiers.grafana import GrafanaConfig, GrafanaNotifier
+from alerting.notifiers.registry import NOTIFIERS
 from alerting.notifiers.webhook import WebhookNotifier
 from alerting.notifiers.wecom import WeComNotifier
 from tests.alerting.notifiers.alerts import alert
@@ -34,7 +34,8 @@ def make(kind: str, url: str, session: aiohttp.ClientSession, timeout: float = 5
             GrafanaConfig(url=url, token=GRAFANA_TOKEN, timeout=timeout), session
         )
     secret = {"alertmanager": AM_BEARER, "dingtalk": DINGTALK_SECRET, "feishu": FEISHU_SECRET}
-    cfg = WebhookConfig(kind=kind, url=url, secret=secret.get(kind), timeout=timeout)
+    settings: Any = NOTIFIERS[kind].config
+    cfg = settings(kind=kind, url=url, secret=secret.get(kind), timeout=timeout)
     cls: Any = {
         "alertmanager": WebhookNotifier,
         "wecom": WeComNotifier,

@@ -10,10 +10,10 @@ from alerting.notifiers._http import (
     fit,
     redact_url,
     rfc3339,
-    span,
     truncate_utf8,
     url_secrets,
 )
+from citywatch.durations import duration_zh
 from tests.alerting.notifiers.alerts import T0, alert, resolved
 
 
@@ -103,7 +103,7 @@ def test_fields_of_open_and_resolved_alerts() -> None:
 
 
 def test_span_and_rfc3339() -> None:
-    assert [span(s) for s in (30, 600, 3900, 90000)] == [
+    assert [duration_zh(s) for s in (30, 600, 3900, 90000)] == [
         "不到 1 分钟",
         "10 分钟",
         "1 小时 5 分",

@@ -14,6 +14,7 @@ from alerting.notifiers.base import NotifyError
 from alerting.notifiers.config import WebhookConfig
 from alerting.notifiers.dingtalk import DingTalkNotifier
 from alerting.notifiers.feishu import FeishuNotifier
+from alerting.notifiers.registry import NOTIFIERS
 from alerting.notifiers.wecom import WeComNotifier
 from tests.alerting.notifiers.alerts import alert, resolved
 from tests.alerting.notifiers.fake_vendors import (
@@ -26,8 +27,10 @@ from tests.alerting.notifiers.fake_vendors import (
 )
 
 
-def config(vendors: FakeVendors, kind: str, **kw: Any) -> WebhookConfig:
-    return WebhookConfig(kind=kind, url=vendors.url(kind), **kw)
+def config(vendors: FakeVendors, kind: str, **kw: Any) -> Any:
+    settings: type[WebhookConfig] | None = NOTIFIERS[kind].config
+    assert settings is not None
+    return settings(kind=kind, url=vendors.url(kind), **kw)
 
 
 async def test_wecom_markdown_batch(vendors: FakeVendors, session: aiohttp.ClientSession) -> None:

@@ -6,15 +6,14 @@ import aiohttp
 import pytest
 
 from alerting.notifiers.base import NotifyError
-from alerting.notifiers.config import GrafanaConfig, WebhookConfig
-from alerting.notifiers.grafana import GrafanaNotifier
-from alerting.notifiers.webhook import WebhookNotifier, payload
+from alerting.notifiers.grafana import GrafanaConfig, GrafanaNotifier
+from alerting.notifiers.webhook import AlertmanagerConfig, WebhookNotifier, payload
 from tests.alerting.notifiers.alerts import T0, alert, resolved
 from tests.alerting.notifiers.fake_vendors import AM_BEARER, GRAFANA_TOKEN, FakeVendors
 
 
-def am_config(vendors: FakeVendors, **kw: object) -> WebhookConfig:
-    return WebhookConfig(kind="alertmanager", url=vendors.url("alertmanager"), **kw)  # type: ignore[arg-type]
+def am_config(vendors: FakeVendors, **kw: object) -> AlertmanagerConfig:
+    return AlertmanagerConfig(kind="alertmanager", url=vendors.url("alertmanager"), **kw)  # type: ignore[arg-type]
 
 
 async def test_alertmanager_payload(vendors: FakeVendors, session: aiohttp.ClientSession) -> None:
