@@ -68,7 +68,7 @@ class PatrolRuleSpec:
     columns: Mapping[str, str]
     """Each key of the threshold section to the fleet column it is copied into."""
     summary: str
-    """Chinese, a few words: the alert's summary (``{officer} {summary} {n} 分钟``), alerting's
+    """Chinese, a few words: the alert's summary (``{officer} {summary} {duration}``), alerting's
     text for the rule and the console's label of the rule."""
     label: str
     """The console's label of the rule, in English."""
