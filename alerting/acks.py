@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from alerting.lifecycle import LifecycleError
-from alerting.model import RESOLVED, Alert
+from citywatch.alerting.lifecycle import LifecycleError
+from citywatch.alerting.model import RESOLVED, Alert
 from citywatch.models import AlertAck, Rejected
 from citywatch.sink import RejectSink
 from citywatch.topics import ack_topic

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import aiohttp
 
-from alerting.config import AlertingConfig
-from alerting.notifiers.base import Notifier
-from alerting.notifiers.registry import (
+from citywatch.alerting.config import AlertingConfig
+from citywatch.alerting.notifiers.base import Notifier
+from citywatch.alerting.notifiers.registry import (
     PUSH,
     SERVICE,
     WEBHOOK,

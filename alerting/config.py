@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from alerting.notifiers.config import WebhookConfig
-from alerting.notifiers.grafana import GrafanaConfig
+from citywatch.alerting.notifiers.config import WebhookConfig
+from citywatch.alerting.notifiers.grafana import GrafanaConfig
+from citywatch.alerting.notifiers.registry import webhook_config_class
 from citywatch.config import ConfigError, duration
 
 SEVERITIES = ("yellow", "red", "critical")
@@ -151,7 +152,10 @@ class ReceiverConfig:
     """How one receiver (a person or a group) is told: MQTT push, webhooks or both."""
 
     mqtt: bool = True
-    webhooks: tuple[WebhookConfig, ...] = ()
+    webhooks: tuple[WebhookConfig, ...] = field(
+        default=(), metadata={"select": webhook_config_class}
+    )
+    """Each entry is read into its kind's settings class (the notifier table's)."""
 
 
 @dataclass(frozen=True)

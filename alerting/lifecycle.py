@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alerting.config import AlertingConfig
-from alerting.decision import Decision
-from alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
+from citywatch.alerting.config import AlertingConfig
+from citywatch.alerting.decision import Decision
+from citywatch.alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
 from citywatch.models import AlertEvent
 
 

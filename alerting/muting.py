@@ -17,8 +17,8 @@ The stage is pure: the service keeps the store and the timers of the silences.
 
 from __future__ import annotations
 
-from alerting.model import Alert
-from alerting.silences import Silence, silenced_by
+from citywatch.alerting.model import Alert
+from citywatch.alerting.silences import Silence, silenced_by
 
 
 class Muting:

@@ -15,12 +15,12 @@ from typing import Any
 
 import orjson
 
-from alerting.decision import Decision
-from alerting.lifecycle import Tell
-from alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
-from alerting.notifiers.base import Notification
-from alerting.store import Change, Delivery
-from alerting.summary import summary
+from citywatch.alerting.decision import Decision
+from citywatch.alerting.lifecycle import Tell
+from citywatch.alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
+from citywatch.alerting.notifiers.base import Notification
+from citywatch.alerting.store import Change, Delivery
+from citywatch.alerting.summary import summary
 from citywatch.models import AlertChange
 
 STATUS_OF = {"resolve": RESOLVED, "ack": ACKNOWLEDGED}

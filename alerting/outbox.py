@@ -27,12 +27,12 @@ from typing import Any
 
 import orjson
 
-from alerting.config import DeliveryConfig
-from alerting.metrics import AlertingMetrics
-from alerting.notifiers.base import Notification, Notifier, NotifyError
-from alerting.notifiers.registry import channel_kind
-from alerting.store import Delivery
 from citywatch.aio import cancel_and_wait
+from citywatch.alerting.config import DeliveryConfig
+from citywatch.alerting.metrics import AlertingMetrics
+from citywatch.alerting.notifiers.base import Notification, Notifier, NotifyError
+from citywatch.alerting.notifiers.registry import channel_kind
+from citywatch.alerting.store import Delivery
 from citywatch.clock import Clock
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import datetime
 
-from alerting.config import DUTY, AlertingConfig, Route, valid_receiver
-from alerting.decision import Decision, Step
-from alerting.model import Alert
+from citywatch.alerting.config import DUTY, AlertingConfig, Route, valid_receiver
+from citywatch.alerting.decision import Decision, Step
+from citywatch.alerting.model import Alert
 
 DEFAULT = ""
 _DEFAULT_PATROL = Route(name=DEFAULT, receivers=("{lead}",))

@@ -29,18 +29,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from alerting import acks, lifecycle, notify, routing
-from alerting.channels import Channels
-from alerting.config import AlertingConfig
-from alerting.decision import Decision
-from alerting.lifecycle import Tell
-from alerting.metrics import AlertingMetrics
-from alerting.model import FIRING, RESOLVED, Alert
-from alerting.muting import Muting
-from alerting.outbox import Outbox
-from alerting.silences import Matcher, Silence
-from alerting.store import AlertStore, Change, Delivery
 from citywatch.aio import cancel_and_wait
+from citywatch.alerting import acks, lifecycle, notify, routing
+from citywatch.alerting.channels import Channels
+from citywatch.alerting.config import AlertingConfig
+from citywatch.alerting.decision import Decision
+from citywatch.alerting.lifecycle import Tell
+from citywatch.alerting.metrics import AlertingMetrics
+from citywatch.alerting.model import FIRING, RESOLVED, Alert
+from citywatch.alerting.muting import Muting
+from citywatch.alerting.outbox import Outbox
+from citywatch.alerting.silences import Matcher, Silence
+from citywatch.alerting.store import AlertStore, Change, Delivery
 from citywatch.clock import Clock
 from citywatch.models import AlertAck, AlertEvent, Record
 from citywatch.scheduler import Timers

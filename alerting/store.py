@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from alerting.model import Alert
-from alerting.silences import Silence
+from citywatch.alerting.model import Alert
+from citywatch.alerting.silences import Silence
 from citywatch.sqlite import DECODE_ERRORS, bad_row, get_info, open_store, rows, set_info
 
 SCHEMA = """

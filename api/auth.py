@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from api.config import ROLES, ApiConfig, normal_origin
-from api.errors import ApiError
+from citywatch.api.config import ROLES, ApiConfig, normal_origin
+from citywatch.api.errors import ApiError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -47,7 +47,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from api.config import ApiConfig
+from citywatch.api.config import ApiConfig
 
 log = logging.getLogger(__name__)
 

@@ -31,12 +31,12 @@ from typing import Any
 
 from aiohttp import web
 
-from api.auth import PRINCIPAL_KEY, Handler, Principal
-from api.config import ApiConfig
-from api.errors import ApiError
-from api.params import json_body, query_value
-from api.routes import Route
-from api.state import AUTH, CONFIG, LIMITER
+from citywatch.api.auth import PRINCIPAL_KEY, Handler, Principal
+from citywatch.api.config import ApiConfig
+from citywatch.api.errors import ApiError
+from citywatch.api.params import json_body, query_value
+from citywatch.api.routes import Route
+from citywatch.api.state import AUTH, CONFIG, LIMITER
 
 ARGS_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("args", dict)
 OPENAPI_PATH = "/api/v1/openapi.json"

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from api.stream import Hub
+from citywatch.api.stream import Hub
 from citywatch.clock import Clock, SystemClock
 from citywatch.models import DeviceStatus, Fix, Heartbeat, Record, ShiftEvent
-from rules.patrols.config import PatrolsConfig
+from citywatch.rules.patrols.config import PatrolsConfig
 
 _SWEEP_EVERY = 60.0  # forgetting is a pass over every device: at most once a minute
 

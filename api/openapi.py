@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.auth import UNSAFE_METHODS
-from api.config import ApiConfig
-from api.params import MATCHER_SCHEMA, Param
-from api.routes import ROUTES, TOKEN, Route
-from rules.patrols.specs import STATE_NAMES
+from citywatch.api.auth import UNSAFE_METHODS
+from citywatch.api.config import ApiConfig
+from citywatch.api.params import MATCHER_SCHEMA, Param
+from citywatch.api.routes import ROUTES, TOKEN, Route
+from citywatch.rules.patrols.specs import STATE_NAMES
 
 NUM = {"type": "number"}
 NUM_OR_NULL = {"type": ["number", "null"]}

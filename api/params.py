@@ -22,9 +22,9 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 import orjson
 from aiohttp import web
 
-from alerting.silences import MAX_MATCHERS, Matcher, SilenceError
-from api.config import ApiConfig
-from api.errors import ApiError
+from citywatch.alerting.silences import MAX_MATCHERS, Matcher, SilenceError
+from citywatch.api.config import ApiConfig
+from citywatch.api.errors import ApiError
 
 T = TypeVar("T")
 Where = Literal["path", "query", "body"]

@@ -25,10 +25,10 @@ from typing import Any
 
 from aiohttp import web
 
-from alerting.model import OPEN, STATES
-from api.config import ROLES, ApiConfig
-from api.live import DEVICE_STATES
-from api.params import (
+from citywatch.alerting.model import OPEN, STATES
+from citywatch.api.config import ROLES, ApiConfig
+from citywatch.api.live import DEVICE_STATES
+from citywatch.api.params import (
     CITY,
     GRID_PREFIX,
     ID,
@@ -47,9 +47,9 @@ from api.params import (
     Text,
     Words,
 )
-from api.scope import ITEMS, PerCity, Pins, Scope
-from api.views import alerts, cases, fleet, grids, stream
-from rules.cases.config import STAGES
+from citywatch.api.scope import ITEMS, PerCity, Pins, Scope
+from citywatch.api.views import alerts, cases, fleet, grids, stream
+from citywatch.rules.cases.config import STAGES
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 """``handler(request, who, **params)``: see the module's docstring."""

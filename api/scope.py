@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api.auth import Principal
-from api.errors import ApiError
+from citywatch.api.auth import Principal
+from citywatch.api.errors import ApiError
 
 Args = Mapping[str, Any]
 

@@ -25,16 +25,16 @@ from importlib import resources
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from alerting.service import Alerting
-from api import openapi
-from api.auth import Authenticator, Handler, OriginPolicy, RateLimiter
-from api.config import ApiConfig
-from api.connections import GUARD, ConnectionGuard, ConnectionMetrics, track_requests
-from api.errors import error_response, json_errors
-from api.guard import OPENAPI_PATH, guard, register
-from api.live import DeviceBoard
-from api.routes import ROUTES, Route
-from api.state import (
+from citywatch.alerting.service import Alerting
+from citywatch.api import openapi
+from citywatch.api.auth import Authenticator, Handler, OriginPolicy, RateLimiter
+from citywatch.api.config import ApiConfig
+from citywatch.api.connections import GUARD, ConnectionGuard, ConnectionMetrics, track_requests
+from citywatch.api.errors import error_response, json_errors
+from citywatch.api.guard import OPENAPI_PATH, guard, register
+from citywatch.api.live import DeviceBoard
+from citywatch.api.routes import ROUTES, Route
+from citywatch.api.state import (
     ALERTING,
     AUTH,
     BOARD,
@@ -46,11 +46,11 @@ from api.state import (
     LIMITER,
     PATROLS,
 )
-from api.stream import Hub
+from citywatch.api.stream import Hub
 from citywatch.influx.client import InfluxClient
-from rules.contract import CaseReader, FleetReader
-from rules.patrols.grids import Grids
-from rules.patrols.specs import OFFICER_STATES, PATROL_RULES
+from citywatch.rules.contract import CaseReader, FleetReader
+from citywatch.rules.patrols.grids import Grids
+from citywatch.rules.patrols.specs import OFFICER_STATES, PATROL_RULES
 
 log = logging.getLogger(__name__)
 ReadyCheck = Callable[[], tuple[bool, str]]
@@ -154,7 +154,7 @@ def make_app(
 
 
 def _add_console(app: web.Application) -> None:
-    static = resources.files("api") / "static"
+    static = resources.files("citywatch.api") / "static"
     if not static.is_dir():
         return
 

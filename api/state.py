@@ -6,14 +6,14 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from alerting.service import Alerting
-from api.auth import Authenticator, RateLimiter
-from api.config import ApiConfig
-from api.live import DeviceBoard
-from api.stream import Hub
+from citywatch.alerting.service import Alerting
+from citywatch.api.auth import Authenticator, RateLimiter
+from citywatch.api.config import ApiConfig
+from citywatch.api.live import DeviceBoard
+from citywatch.api.stream import Hub
 from citywatch.influx.client import InfluxClient
-from rules.contract import CaseReader, FleetReader
-from rules.patrols.grids import Grids
+from citywatch.rules.contract import CaseReader, FleetReader
+from citywatch.rules.patrols.grids import Grids
 
 CONFIG = web.AppKey("config", ApiConfig)
 AUTH = web.AppKey("auth", Authenticator)

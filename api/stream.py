@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from api.auth import Principal
+from citywatch.api.auth import Principal
 
 _SEQ = re.compile(r"[0-9]{1,18}")
 

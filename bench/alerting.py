@@ -34,11 +34,11 @@ from prometheus_client import CollectorRegistry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alerting.channels import Channels  # noqa: E402
-from alerting.config import AlertingConfig  # noqa: E402
-from alerting.metrics import AlertingMetrics  # noqa: E402
-from alerting.notifiers.mqtt import MqttPush  # noqa: E402
-from alerting.service import Alerting  # noqa: E402
+from citywatch.alerting.channels import Channels  # noqa: E402
+from citywatch.alerting.config import AlertingConfig  # noqa: E402
+from citywatch.alerting.metrics import AlertingMetrics  # noqa: E402
+from citywatch.alerting.notifiers.mqtt import MqttPush  # noqa: E402
+from citywatch.alerting.service import Alerting  # noqa: E402
 from citywatch.clock import SystemClock  # noqa: E402
 from citywatch.config import parse_mqtt_url  # noqa: E402
 from citywatch.models import AlertEvent  # noqa: E402

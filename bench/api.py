@@ -51,9 +51,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from citywatch.app import Service  # noqa: E402
+from citywatch.app.service import Service  # noqa: E402
+from citywatch.app.settings import Settings, load_settings  # noqa: E402
 from citywatch.models import AlertEvent  # noqa: E402
-from citywatch.settings import Settings, load_settings  # noqa: E402
 from citywatch.topics import DEFAULT_ROOT, gps_topic, shift_topic  # noqa: E402
 from tests.services import Influx, Mosquitto  # noqa: E402
 

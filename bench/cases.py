@@ -90,11 +90,11 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from citywatch.clock import Clock, SystemClock  # noqa: E402
 from citywatch.models import AlertEvent, CaseEvent, Rejected  # noqa: E402
-from rules.calendar import CalendarConfig, make_calendar  # noqa: E402
-from rules.cases.config import CasesConfig, Limits, StageLimit  # noqa: E402
-from rules.cases.metrics import CaseMetrics  # noqa: E402
-from rules.cases.rule import CaseRule  # noqa: E402
-from rules.registry import RuleContext, case_rule  # noqa: E402
+from citywatch.rules.calendar import CalendarConfig, make_calendar  # noqa: E402
+from citywatch.rules.cases.config import CasesConfig, Limits, StageLimit  # noqa: E402
+from citywatch.rules.cases.metrics import CaseMetrics  # noqa: E402
+from citywatch.rules.cases.rule import CaseRule  # noqa: E402
+from citywatch.rules.registry import RuleContext, case_rule  # noqa: E402
 
 CITY = "321200"
 QUIET = "0199"  # the category of cases whose lights do not fall in the window

@@ -2,7 +2,7 @@
 
 Each row starts its own Mosquitto (deploy/mosquitto.conf, persistence on) and InfluxDB 1.x
 on free ports in a temporary folder, and the service as a subprocess
-(``python -m citywatch.cli run -c FILE`` with ``CITYWATCH_*`` variables, every component),
+(``python -m citywatch run -c FILE`` with ``CITYWATCH_*`` variables, every component),
 publishes GPS fixes at ``--rate`` fixes/s from ``--devices`` handhelds at QoS 1 (each fix
 has its own ``seq`` and ``ts``, so its InfluxDB point is unique), injects one fault, and
 then counts. A script "supervisor" restarts the service 1 s after it exits by itself, as
@@ -426,7 +426,7 @@ class ServiceProc:
         with self._lock:
             if self.proc is not None and self.proc.poll() is None:
                 raise RuntimeError("service already running")
-            cmd = [sys.executable, "-m", "citywatch.cli", "run", "-c", str(self.config), *extra]
+            cmd = [sys.executable, "-m", "citywatch", "run", "-c", str(self.config), *extra]
             with self.log_path.open("ab") as log:
                 log.write(f"---- {time.strftime('%H:%M:%S')} {' '.join(cmd[1:])}\n".encode())
                 log.flush()
@@ -1006,7 +1006,7 @@ def _has_key(rig: Rig, section: str, values: dict[str, Any]) -> bool:
     probe = rig.dir / "probe.yaml"
     probe.write_text(json.dumps({section: values}))
     done = subprocess.run(
-        [sys.executable, "-m", "citywatch.cli", "check-config", "-c", str(probe)],
+        [sys.executable, "-m", "citywatch", "check-config", "-c", str(probe)],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
         capture_output=True,

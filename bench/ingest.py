@@ -36,8 +36,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from citywatch.collectors.topics import Router  # noqa: E402
 from citywatch.topics import DEFAULT_ROOT, gps_topic  # noqa: E402
-from collectors.topics import Router  # noqa: E402
 from tests.services import Influx, Mosquitto, free_port  # noqa: E402
 
 # The collector's own subscriptions, with the default roots.
@@ -188,7 +188,7 @@ def service_drain(
         CITYWATCH_API_ADDR=f"127.0.0.1:{api_port}",
         CITYWATCH_DATA_DIR=str(workdir / f"var-{db}"),
     )
-    cmd = [sys.executable, "-m", "citywatch.cli", "run"] + (["--only", only] if only else [])
+    cmd = [sys.executable, "-m", "citywatch", "run"] + (["--only", only] if only else [])
     log = open(workdir / f"{db}.log", "w")  # noqa: SIM115 - outlives this block's process
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:

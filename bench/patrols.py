@@ -55,11 +55,11 @@ sys.path.insert(0, str(ROOT))
 from citywatch.clock import SystemClock  # noqa: E402
 from citywatch.geo import offset_m  # noqa: E402
 from citywatch.models import AlertEvent, Fix, ShiftEvent  # noqa: E402
+from citywatch.rules.patrols.config import IdleConfig, OutOfGridConfig, PatrolsConfig  # noqa: E402
+from citywatch.rules.patrols.grids import Grids  # noqa: E402
+from citywatch.rules.patrols.metrics import PatrolMetrics  # noqa: E402
+from citywatch.rules.patrols.rule import PatrolRule  # noqa: E402
 from citywatch.simulate.grid import make_district  # noqa: E402
-from rules.patrols.config import IdleConfig, OutOfGridConfig, PatrolsConfig  # noqa: E402
-from rules.patrols.grids import Grids  # noqa: E402
-from rules.patrols.metrics import PatrolMetrics  # noqa: E402
-from rules.patrols.rule import PatrolRule  # noqa: E402
 
 CITY = "321200"
 CELLS = 10  # cells per community side: 5 x 5 blocks of 2 x 2 cells

@@ -130,6 +130,11 @@ def _convert(value: object, tp: Any, key: str, meta: Mapping[str, Any]) -> Any:
             value = coerce(value, key)
         if not isinstance(value, Mapping):
             raise ConfigError(key, f"expected a mapping, got {type(value).__name__}")
+        select = meta.get("select")
+        if select is not None:
+            # The field stands for a family of classes (a webhook entry's settings, by its
+            # ``kind``): the field's ``select(raw, key)`` names the one to build.
+            tp = select(value, key)
         return load_section(tp, value, key)
     if tp is bool:
         if not isinstance(value, bool):
@@ -153,7 +158,8 @@ def _convert(value: object, tp: Any, key: str, meta: Mapping[str, Any]) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(key, f"expected a list, got {value!r}")
         (item_tp, *_) = typing.get_args(tp)
-        return tuple(_convert(v, item_tp, f"{key}[{i}]", {}) for i, v in enumerate(value))
+        items = {"select": meta["select"]} if "select" in meta else {}
+        return tuple(_convert(v, item_tp, f"{key}[{i}]", items) for i, v in enumerate(value))
     if origin in (dict, Mapping, typing.Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(key, f"expected a mapping, got {value!r}")
@@ -168,15 +174,12 @@ def _convert(value: object, tp: Any, key: str, meta: Mapping[str, Any]) -> Any:
 def load_section(cls: type[T], data: Mapping[str, Any] | None, prefix: str) -> T:
     """Build the frozen dataclass ``cls`` from ``data``; keys are reported as ``prefix.key``.
 
-    A ``cls`` with a ``select_class(data, prefix)`` classmethod stands for a family of
-    classes and names the one to build (a webhook entry's settings, by its ``kind``).
+    A field whose metadata has ``select`` (a function of the raw mapping and its key)
+    stands for a family of classes, and ``select`` names the one to build.
     """
     data = data or {}
     if not isinstance(data, Mapping):
         raise ConfigError(prefix, f"expected a mapping, got {type(data).__name__}")
-    select = getattr(cls, "select_class", None)
-    if select is not None:
-        cls = select(data, prefix)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for name in data:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from citywatch.collectors import fields as f
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.message import Incoming, Route
+from citywatch.collectors.reject import Reject
 from citywatch.models import AlertAck, Record
-from collectors import fields as f
-from collectors.config import IngestConfig
-from collectors.message import Incoming, Route
-from collectors.reject import Reject
 
 MAX_NOTE = 500
 MAX_ALERT_ID = 2**63 - 1

@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 
 from citywatch.clock import Clock
+from citywatch.collectors.metrics import CollectorMetrics
 from citywatch.models import ShiftEvent
 from citywatch.roster import DevicesConfig, Key, Roster
-from collectors.metrics import CollectorMetrics
 
 log = logging.getLogger(__name__)
 

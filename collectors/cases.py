@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
+from citywatch.collectors import fields as f
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.handheld import position
+from citywatch.collectors.message import Incoming, Route
+from citywatch.collectors.reject import Reject
+from citywatch.collectors.shifts import GRID_CODE
 from citywatch.models import CASE_EVENTS, CaseEvent, Record
-from collectors import fields as f
-from collectors.config import IngestConfig
-from collectors.handheld import position
-from collectors.message import Incoming, Route
-from collectors.reject import Reject
-from collectors.shifts import GRID_CODE
 
 _CATEGORY = re.compile(r"[0-9A-Za-z]{2,16}").fullmatch
 

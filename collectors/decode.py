@@ -6,16 +6,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from citywatch.collectors.admission import Admission
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.message import Decoder, Incoming
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.registry import COLLECTORS
+from citywatch.collectors.reject import Reject
+from citywatch.collectors.topics import Router
 from citywatch.deadletter import deadletter_payload, elements_deadletter_payload
 from citywatch.models import Fix, Record, Rejected, ShiftEvent
 from citywatch.topics import deadletter_topic
-from collectors.admission import Admission
-from collectors.config import IngestConfig
-from collectors.message import Decoder, Incoming
-from collectors.metrics import CollectorMetrics
-from collectors.registry import COLLECTORS
-from collectors.reject import Reject
-from collectors.topics import Router
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
+from citywatch.collectors.reject import Reject
 from citywatch.config import ConfigError, parse_duration
-from collectors.reject import Reject
 
 Obj = dict[str, Any]
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,64}").fullmatch

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from citywatch.collectors import fields as f
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.message import Incoming, Route
+from citywatch.collectors.reject import Reject
 from citywatch.geo import to_wgs84
 from citywatch.models import CRS_NAMES, DeviceStatus, Fix, Heartbeat, Record, Rejected
-from collectors import fields as f
-from collectors.config import IngestConfig
-from collectors.message import Incoming, Route
-from collectors.reject import Reject
 
 _MAX_INT64 = 2**63 - 1
 

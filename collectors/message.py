@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from citywatch.collectors.config import IngestConfig
 from citywatch.models import Record
-from collectors.config import IngestConfig
 
 
 class Route(NamedTuple):

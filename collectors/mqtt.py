@@ -23,9 +23,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from citywatch.aio import cancel_and_wait
-from collectors.config import MqttConfig
-from collectors.message import Incoming
-from collectors.metrics import CollectorMetrics
+from citywatch.collectors.config import MqttConfig
+from citywatch.collectors.message import Incoming
+from citywatch.collectors.metrics import CollectorMetrics
 
 log = logging.getLogger(__name__)
 

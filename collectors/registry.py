@@ -15,6 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from citywatch.collectors.acks import decode_ack
+from citywatch.collectors.cases import decode_case_event
+from citywatch.collectors.handheld import decode_gps, decode_heartbeat, decode_status
+from citywatch.collectors.message import Decoder
+from citywatch.collectors.owntracks import decode_owntracks
+from citywatch.collectors.shifts import decode_shift
 from citywatch.models import (
     AlertAck,
     AlertChange,
@@ -38,12 +44,6 @@ from citywatch.topics import (
     STATUS,
     TopicPattern,
 )
-from collectors.acks import decode_ack
-from collectors.cases import decode_case_event
-from collectors.handheld import decode_gps, decode_heartbeat, decode_status
-from collectors.message import Decoder
-from collectors.owntracks import decode_owntracks
-from collectors.shifts import decode_shift
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from citywatch.aio import cancel_and_wait
+from citywatch.collectors.decode import BatchDecoder
+from citywatch.collectors.message import Incoming
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.mqtt import MqttSource
 from citywatch.condition import Condition
 from citywatch.models import Record
 from citywatch.sink import Sink, SinkUnavailable
-from collectors.decode import BatchDecoder
-from collectors.message import Incoming
-from collectors.metrics import CollectorMetrics
-from collectors.mqtt import MqttSource
 
 log = logging.getLogger(__name__)
 

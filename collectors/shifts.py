@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
+from citywatch.collectors import fields as f
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.message import Incoming, Route
+from citywatch.collectors.reject import Reject
 from citywatch.models import ROLES, SHIFT_ACTIONS, Record, ShiftEvent
-from collectors import fields as f
-from collectors.config import IngestConfig
-from collectors.message import Incoming, Route
-from collectors.reject import Reject
 
 GRID_CODE = re.compile(r"[0-9]{15}").fullmatch
 MAX_GRIDS = 500

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import NamedTuple
 
+from citywatch.collectors.message import Route
+from citywatch.collectors.registry import KINDS, Kind
+from citywatch.collectors.reject import Reject
 from citywatch.topics import DEFAULT_OWNTRACKS_ROOT, DEFAULT_ROOT, RootKey, root_filter
-from collectors.message import Route
-from collectors.registry import KINDS, Kind
-from collectors.reject import Reject
 
 __all__ = ["Route", "Router"]
 

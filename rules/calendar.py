@@ -300,7 +300,9 @@ def holiday_table_bytes(source: str) -> bytes | None:
     """The raw holiday table behind ``calendar.holidays`` (None for ``none`` or unreadable)."""
     try:
         if source in _EMBEDDED:
-            return resources.files("rules").joinpath("data", _EMBEDDED[source]).read_bytes()
+            return (
+                resources.files("citywatch.rules").joinpath("data", _EMBEDDED[source]).read_bytes()
+            )
         if source == "none":
             return None
         return Path(source).read_bytes()
@@ -310,7 +312,7 @@ def holiday_table_bytes(source: str) -> bytes | None:
 
 def _load_table(source: str) -> _HolidayTable:
     if source in _EMBEDDED:
-        ref = resources.files("rules").joinpath("data", _EMBEDDED[source])
+        ref = resources.files("citywatch.rules").joinpath("data", _EMBEDDED[source])
         return _parse_table(json.loads(ref.read_text(encoding="utf-8")), source)
     path = Path(source)
     suffix = path.suffix.lower()

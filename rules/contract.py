@@ -29,14 +29,14 @@ from typing import Any, Protocol, Self, runtime_checkable
 from prometheus_client import CollectorRegistry
 
 from citywatch.clock import Clock
+from citywatch.rules.calendar import CalendarConfig
+from citywatch.rules.cases.config import CasesConfig
+from citywatch.rules.cases.kpi import Kpi
+from citywatch.rules.events import AlertSink
+from citywatch.rules.patrols.config import PatrolsConfig
+from citywatch.rules.patrols.grids import Grids
 from citywatch.sink import RejectSink, Sink
 from citywatch.topics import DEFAULT_ROOT
-from rules.calendar import CalendarConfig
-from rules.cases.config import CasesConfig
-from rules.cases.kpi import Kpi
-from rules.events import AlertSink
-from rules.patrols.config import PatrolsConfig
-from rules.patrols.grids import Grids
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rules.cases.kpi import KpiMetrics
-from rules.cases.metrics import CaseMetrics
-from rules.cases.rule import CaseRule
-from rules.contract import Rule, RuleContext
-from rules.patrols.metrics import PatrolMetrics
-from rules.patrols.rule import PatrolRule
+from citywatch.rules.cases.kpi import KpiMetrics
+from citywatch.rules.cases.metrics import CaseMetrics
+from citywatch.rules.cases.rule import CaseRule
+from citywatch.rules.contract import Rule, RuleContext
+from citywatch.rules.patrols.metrics import PatrolMetrics
+from citywatch.rules.patrols.rule import PatrolRule
 
 __all__ = ["RULES", "Rule", "RuleContext", "case_rule", "patrol_rule"]
 

@@ -15,7 +15,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from citywatch.settings import Settings, load_settings
+from citywatch.app.settings import Settings, load_settings
 
 
 def settings_for(

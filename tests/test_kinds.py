@@ -19,15 +19,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from citywatch import models, topics
+from citywatch.collectors.config import IngestConfig, OwnTracksConfig
+from citywatch.collectors.decode import BatchDecoder
+from citywatch.collectors.message import Incoming, Route
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.registry import COLLECTORS, KINDS, Kind
+from citywatch.collectors.topics import Router
 from citywatch.influx.schema import ENCODERS, to_line
 from citywatch.models import Record, Rejected
 from citywatch.topics import TopicPattern
-from collectors.config import IngestConfig, OwnTracksConfig
-from collectors.decode import BatchDecoder
-from collectors.message import Incoming, Route
-from collectors.metrics import CollectorMetrics
-from collectors.registry import COLLECTORS, KINDS, Kind
-from collectors.topics import Router
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas"

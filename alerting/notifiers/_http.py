@@ -19,8 +19,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from alerting.notifiers.base import Notification, NotifyError
-from alerting.notifiers.config import LINK_FIELDS
+from citywatch.alerting.notifiers.base import Notification, NotifyError
+from citywatch.alerting.notifiers.config import LINK_FIELDS
 from citywatch.durations import duration_zh
 
 MASK = "***"

@@ -10,9 +10,8 @@ from the table (:mod:`alerting.notifiers.registry`).
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from citywatch.config import ConfigError, duration
@@ -65,14 +64,6 @@ class WebhookConfig:
 
     secret_refused: ClassVar[str | None] = None
     """Why this kind refuses a ``secret`` (None: it takes one)."""
-
-    @classmethod
-    def select_class(cls, raw: Mapping[str, Any], key: str) -> type[WebhookConfig]:
-        """The settings class of the kind ``raw`` names (read by :func:`load_section`)."""
-        # The table imports every kind's module, each importing this one: looked up late.
-        from alerting.notifiers.registry import webhook_config_class
-
-        return webhook_config_class(raw.get("kind", ""), f"{key}.kind" if key else "kind")
 
     def validate(self, prefix: str) -> None:
         """Raise :class:`ConfigError` naming the first bad key under ``prefix``."""

@@ -21,9 +21,17 @@ from urllib.parse import quote_plus
 
 import aiohttp
 
-from alerting.notifiers._http import Endpoint, fields, fit, link, mention_all, severity_mark, title
-from alerting.notifiers.base import Notification
-from alerting.notifiers.config import WebhookConfig
+from citywatch.alerting.notifiers._http import (
+    Endpoint,
+    fields,
+    fit,
+    link,
+    mention_all,
+    severity_mark,
+    title,
+)
+from citywatch.alerting.notifiers.base import Notification
+from citywatch.alerting.notifiers.config import WebhookConfig
 
 # DingTalk does not publish a markdown limit; 20000 bytes stays under what it accepts.
 MAX_BYTES = 20000

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from alerting.notifiers._http import (
+from citywatch.alerting.notifiers._http import (
     SEVERITY_RANK,
     Endpoint,
     fields,
@@ -32,8 +32,8 @@ from alerting.notifiers._http import (
     severity_mark,
     title,
 )
-from alerting.notifiers.base import Notification
-from alerting.notifiers.config import WebhookConfig
+from citywatch.alerting.notifiers.base import Notification
+from citywatch.alerting.notifiers.config import WebhookConfig
 
 # A request body is at most 20 KB; leave room for the card around the text.
 MAX_BYTES = 18000

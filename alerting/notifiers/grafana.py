@@ -31,9 +31,9 @@ from typing import Any
 
 import aiohttp
 
-from alerting.notifiers._http import Endpoint, fields, severity_mark, status_word
-from alerting.notifiers.base import Notification
-from alerting.notifiers.config import check_http_url, check_timeout
+from citywatch.alerting.notifiers._http import Endpoint, fields, severity_mark, status_word
+from citywatch.alerting.notifiers.base import Notification
+from citywatch.alerting.notifiers.config import check_http_url, check_timeout
 from citywatch.config import ConfigError, duration
 
 

@@ -19,7 +19,7 @@ from types import TracebackType
 import aiomqtt
 import orjson
 
-from alerting.notifiers.base import Notification, NotifyError
+from citywatch.alerting.notifiers.base import Notification, NotifyError
 from citywatch.config import BrokerAddress
 from citywatch.mqtt_link import MqttLink
 from citywatch.topics import alert_topic

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 
-from alerting.notifiers.base import NotifierKind, Placement
-from alerting.notifiers.config import WebhookConfig
-from alerting.notifiers.dingtalk import DingTalkConfig, DingTalkNotifier
-from alerting.notifiers.feishu import FeishuConfig, FeishuNotifier
-from alerting.notifiers.grafana import GrafanaConfig, GrafanaNotifier
-from alerting.notifiers.mqtt import MqttPush
-from alerting.notifiers.webhook import AlertmanagerConfig, WebhookNotifier
-from alerting.notifiers.wecom import WeComConfig, WeComNotifier
+from citywatch.alerting.notifiers.base import NotifierKind, Placement
+from citywatch.alerting.notifiers.config import WebhookConfig
+from citywatch.alerting.notifiers.dingtalk import DingTalkConfig, DingTalkNotifier
+from citywatch.alerting.notifiers.feishu import FeishuConfig, FeishuNotifier
+from citywatch.alerting.notifiers.grafana import GrafanaConfig, GrafanaNotifier
+from citywatch.alerting.notifiers.mqtt import MqttPush
+from citywatch.alerting.notifiers.webhook import AlertmanagerConfig, WebhookNotifier
+from citywatch.alerting.notifiers.wecom import WeComConfig, WeComNotifier
 from citywatch.config import ConfigError
 
 PUSH, SERVICE, WEBHOOK = Placement.PUSH, Placement.SERVICE, Placement.WEBHOOK
@@ -51,8 +52,10 @@ def placed(placement: Placement) -> list[NotifierKind]:
     return [k for k in NOTIFIERS.values() if k.placement is placement]
 
 
-def webhook_config_class(kind: object, key: str) -> type[WebhookConfig]:
-    """The settings class of a webhook entry whose ``kind`` is ``kind``; ``key`` names it."""
+def webhook_config_class(raw: Mapping[str, Any], key: str) -> type[WebhookConfig]:
+    """The settings class of the webhook entry ``raw``, by its ``kind``; ``key`` names it."""
+    kind = raw.get("kind", "")
+    key = f"{key}.kind" if key else "kind"
     if isinstance(kind, bool) or not isinstance(kind, str | int):
         raise ConfigError(key, f"expected a string, got {kind!r}")
     found = NOTIFIERS.get(str(kind))

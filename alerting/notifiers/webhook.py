@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from alerting.notifiers._http import ALERTMANAGER_ZERO_TIME, Endpoint, link, rfc3339
-from alerting.notifiers.base import Notification
-from alerting.notifiers.config import WebhookConfig
+from citywatch.alerting.notifiers._http import ALERTMANAGER_ZERO_TIME, Endpoint, link, rfc3339
+from citywatch.alerting.notifiers.base import Notification
+from citywatch.alerting.notifiers.config import WebhookConfig
 
 _LABEL_FIELDS = ("rule", "severity", "city", "grid", "unit", "officer", "device")
 

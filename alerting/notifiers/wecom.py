@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from alerting.notifiers._http import (
+from citywatch.alerting.notifiers._http import (
     Endpoint,
     fields,
     fit,
@@ -23,8 +23,8 @@ from alerting.notifiers._http import (
     severity_mark,
     title,
 )
-from alerting.notifiers.base import Notification
-from alerting.notifiers.config import WebhookConfig
+from citywatch.alerting.notifiers.base import Notification
+from citywatch.alerting.notifiers.config import WebhookConfig
 
 MAX_BYTES = 4096
 RATE_LIMITED = frozenset({45009})

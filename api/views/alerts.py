@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from alerting.lifecycle import LifecycleError
-from alerting.model import Alert
-from alerting.service import Alerting
-from alerting.silences import Matcher, Silence, SilenceError
-from alerting.summary import what
-from api import params
-from api.auth import Principal
-from api.errors import ApiError
-from api.state import ALERTING
+from citywatch.alerting.lifecycle import LifecycleError
+from citywatch.alerting.model import Alert
+from citywatch.alerting.service import Alerting
+from citywatch.alerting.silences import Matcher, Silence, SilenceError
+from citywatch.alerting.summary import what
+from citywatch.api import params
+from citywatch.api.auth import Principal
+from citywatch.api.errors import ApiError
+from citywatch.api.state import ALERTING
+from citywatch.api.stream import Hub
 
 SEVERITIES = ("yellow", "red")
 SUBJECTS = ("case", "officer")
@@ -210,3 +211,16 @@ async def delete_silence(request: web.Request, who: Principal, *, silence: str) 
         raise ApiError(404, f"no silence {silence[:40]}")
     s = await alerting.expire_silence(silence)
     return params.respond(silence_json(s, alerting.clock.now()))
+
+
+def alert_streamer(hub: Hub, alerting: Alerting) -> Callable[[list[Alert]], None]:
+    """A listener of alerting's changes that publishes each alert's document to the stream."""
+
+    def publish(alerts: list[Alert]) -> None:
+        latest: dict[int, Alert] = {a.id: a for a in alerts}
+        for a in latest.values():
+            grid = a.labels.get("grid")
+            doc = {"alert": alert_json(a, alerting.silenced_by(a))}
+            hub.publish("alert", a.city, (grid,) if grid else (), doc)
+
+    return publish

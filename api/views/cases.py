@@ -6,12 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
-from api import params
-from api.auth import Principal
-from api.errors import ApiError
-from api.state import CASES
-from rules.cases.kpi import month_bounds, month_label
-from rules.contract import CaseReader
+from citywatch.api import params
+from citywatch.api.auth import Principal
+from citywatch.api.errors import ApiError
+from citywatch.api.state import CASES
+from citywatch.rules.cases.kpi import month_bounds, month_label
+from citywatch.rules.contract import CaseReader
 
 LIGHTS = ("yellow", "red", "none")
 MAX_MONTHS = 24

@@ -8,13 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from api import params
-from api.auth import Principal
-from api.errors import ApiError
-from api.live import DeviceBoard
-from api.state import BOARD, INFLUX, PATROLS
+from citywatch.api import params
+from citywatch.api.auth import Principal
+from citywatch.api.errors import ApiError
+from citywatch.api.live import DeviceBoard
+from citywatch.api.state import BOARD, INFLUX, PATROLS
 from citywatch.influx.client import QueryError
-from rules.patrols.specs import STATE_NAMES
+from citywatch.rules.patrols.specs import STATE_NAMES
 
 OFFICER_STATES = STATE_NAMES
 TRACK_MAX_POINTS = 20_000

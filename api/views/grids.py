@@ -6,10 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
-from api import params
-from api.auth import Principal
-from api.errors import ApiError
-from api.state import GRIDS
+from citywatch.api import params
+from citywatch.api.auth import Principal
+from citywatch.api.errors import ApiError
+from citywatch.api.state import GRIDS
 
 MAX_CELLS = 50_000
 

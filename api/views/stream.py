@@ -16,10 +16,10 @@ import contextlib
 import orjson
 from aiohttp import WSMsgType, web
 
-from api.auth import Principal
-from api.errors import ApiError
-from api.state import HUB
-from api.stream import Filter, Hub, Subscriber
+from citywatch.api.auth import Principal
+from citywatch.api.errors import ApiError
+from citywatch.api.state import HUB
+from citywatch.api.stream import Filter, Hub, Subscriber
 
 KINDS = ("alert", "position")
 MAX_PER_CALLER = 100  # streams open at once per token: each costs every event a filter

@@ -20,7 +20,7 @@ from citywatch.grafana.model import (
     prom,
     value_colors,
 )
-from rules.patrols.specs import PATROL_RULES
+from citywatch.rules.patrols.specs import PATROL_RULES
 
 UID = "citywatch-command"
 

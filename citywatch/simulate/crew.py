@@ -13,12 +13,10 @@ import random
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from citywatch.simulate.config import SimConfig
 from citywatch.simulate.walk import LocalProjection
-
-if TYPE_CHECKING:
-    from citywatch.simulate.fleet import SimConfig
 
 MOVEMENT = ("idle", "leave_grid", "offline", "gps_lost")
 """Behaviours that change where an officer goes or what the handheld sends."""

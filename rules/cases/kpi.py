@@ -27,8 +27,8 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from citywatch.clock import Clock
 from citywatch.models import CaseKpi
+from citywatch.rules.cases.store import CaseStore
 from citywatch.sink import Sink
-from rules.cases.store import CaseStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

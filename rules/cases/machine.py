@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from citywatch.models import CaseEvent
-from rules.cases.clock import Calendar, Clock
-from rules.cases.config import CasesConfig
+from citywatch.rules.cases.clock import Calendar, Clock
+from citywatch.rules.cases.config import CasesConfig
 
 # Rank along the main path; ``returned`` sends a case back to disposal.
 _RANK = {

@@ -25,15 +25,12 @@ import orjson
 from citywatch.aio import cancel_and_wait
 from citywatch.clock import Clock
 from citywatch.models import AlertEvent, CaseEvent, Record, Rejected
-from citywatch.scheduler import Timers
-from citywatch.sink import RejectSink, Sink
-from citywatch.topics import DEFAULT_ROOT, case_events_topic
-from rules.calendar import CalendarConfig, holiday_table_bytes, make_calendar
-from rules.cases.config import STAGES, CasesConfig
-from rules.cases.kpi import Kpi, KpiMetrics, KpiReporter, KpiRow, compute, kpi_rows
-from rules.cases.machine import Impossible, Replayer
-from rules.cases.metrics import CaseMetrics
-from rules.cases.state import (
+from citywatch.rules.calendar import CalendarConfig, holiday_table_bytes, make_calendar
+from citywatch.rules.cases.config import STAGES, CasesConfig
+from citywatch.rules.cases.kpi import Kpi, KpiMetrics, KpiReporter, KpiRow, compute, kpi_rows
+from citywatch.rules.cases.machine import Impossible, Replayer
+from citywatch.rules.cases.metrics import CaseMetrics
+from citywatch.rules.cases.state import (
     RED,
     YELLOW,
     CaseState,
@@ -42,9 +39,12 @@ from rules.cases.state import (
     overdue_instants,
     tick,
 )
-from rules.cases.store import CaseStore, Dues
-from rules.cases.view import open_case_views
-from rules.events import AlertSink
+from citywatch.rules.cases.store import CaseStore, Dues
+from citywatch.rules.cases.view import open_case_views
+from citywatch.rules.events import AlertSink
+from citywatch.scheduler import Timers
+from citywatch.sink import RejectSink, Sink
+from citywatch.topics import DEFAULT_ROOT, case_events_topic
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

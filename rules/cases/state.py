@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from citywatch.models import AlertEvent, CaseEvent
-from rules.cases.clock import Clock
-from rules.cases.machine import CaseInfo, Derived, Entry, Impossible, Replayer
+from citywatch.rules.cases.clock import Clock
+from citywatch.rules.cases.machine import CaseInfo, Derived, Entry, Impossible, Replayer
 
 YELLOW, RED = "yellow", "red"
 _LEVEL = {None: 0, YELLOW: 1, RED: 2}

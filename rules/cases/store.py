@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from citywatch.rules.cases.state import CaseState
 from citywatch.sqlite import DECODE_ERRORS, bad_row, open_store, rows
-from rules.cases.state import CaseState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from rules.cases.machine import Replayer
-from rules.cases.state import CaseState
+from citywatch.rules.cases.machine import Replayer
+from citywatch.rules.cases.state import CaseState
 
 
 def open_case_views(

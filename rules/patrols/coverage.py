@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from citywatch.geo import EARTH_RADIUS_M
-from rules.patrols.fleet import Fleet, Floats, Idx
+from citywatch.rules.patrols.fleet import Fleet, Floats, Idx
 
 MAX_SPEED_MPS = 5.0
 

@@ -15,9 +15,9 @@ import numpy as np
 
 from citywatch.durations import duration_zh
 from citywatch.models import AlertEvent
-from rules.patrols.fleet import Fleet, Floats, Idx
-from rules.patrols.specs import INDEX, PATROL_RULES, RULE_NAMES, PatrolRuleSpec
-from rules.patrols.state import Officer
+from citywatch.rules.patrols.fleet import Fleet, Floats, Idx
+from citywatch.rules.patrols.specs import INDEX, PATROL_RULES, RULE_NAMES, PatrolRuleSpec
+from citywatch.rules.patrols.state import Officer
 
 TIMED = tuple(s.name for s in PATROL_RULES if s.timed)
 """The rules that come true by time passing alone; the others change only with observations."""

@@ -106,19 +106,13 @@ def flag_dtype(rules: int) -> np.dtype[Any]:
 class Fleet:
     """The columns, a free list of slots, growth by doubling.
 
-    ``rules`` is the number of patrol rules (default: those of
-    :data:`rules.patrols.specs.PATROL_RULES`): ``firing`` has a bit for each, in the
-    narrowest unsigned integer that holds them, and ``fired_since`` a column for each.
+    ``rules`` is the number of patrol rules (those of
+    :data:`rules.patrols.specs.PATROL_RULES`, which the specs' owner passes: the specs
+    import the rules' modules, which import this one): ``firing`` has a bit for each, in
+    the narrowest unsigned integer that holds them, and ``fired_since`` a column for each.
     """
 
-    def __init__(
-        self, capacity: int = 1024, visited_words: int = 1, rules: int | None = None
-    ) -> None:
-        if rules is None:
-            # Imported here: the specs import the rules' modules, which import this one.
-            from rules.patrols.specs import PATROL_RULES
-
-            rules = len(PATROL_RULES)
+    def __init__(self, rules: int, capacity: int = 1024, visited_words: int = 1) -> None:
         self.capacity = 0
         self.cols: dict[str, npt.NDArray[Any]] = {}
         self.shapes = {n: s for n, (_, s, _) in COLUMNS.items()}

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from rules.patrols.grids import Assignment, Grids
+from citywatch.rules.patrols.grids import Assignment, Grids
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from citywatch.geo import haversine_m
-from rules.patrols.fleet import Bools, Fleet, Floats, Idx
-from rules.patrols.track import M_PER_DEG
+from citywatch.rules.patrols.fleet import Bools, Fleet, Floats, Idx
+from citywatch.rules.patrols.track import M_PER_DEG
 
 _CHUNK = 4096
 

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from rules.patrols.fleet import Fleet, K
-from rules.patrols.geometry import AssignmentTable
-from rules.patrols.specs import INDEX
-from rules.patrols.state import Officer
-from rules.patrols.track import to_metres
+from citywatch.rules.patrols.fleet import Fleet, K
+from citywatch.rules.patrols.geometry import AssignmentTable
+from citywatch.rules.patrols.specs import INDEX
+from citywatch.rules.patrols.state import Officer
+from citywatch.rules.patrols.track import to_metres
 
 
 def _num(v: Any) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rules.patrols.fleet import Fleet, Floats, Idx
+from citywatch.rules.patrols.fleet import Fleet, Floats, Idx
 
 
 def _seen(f: Fleet, idx: Idx) -> Floats:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
-from rules.patrols.specs import STATE_NAMES
+from citywatch.rules.patrols.specs import STATE_NAMES
 
 
 class PatrolMetrics:

@@ -14,12 +14,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rules.patrols import state as st
-from rules.patrols.config import PatrolsConfig
-from rules.patrols.fleet import Fleet
-from rules.patrols.geometry import AssignmentTable
-from rules.patrols.grids import Grids
-from rules.patrols.specs import BY_PRECEDENCE, ON_BREAK, PATROL_RULES, PATROLLING, patrol_state
+from citywatch.rules.patrols import state as st
+from citywatch.rules.patrols.config import PatrolsConfig
+from citywatch.rules.patrols.fleet import Fleet
+from citywatch.rules.patrols.geometry import AssignmentTable
+from citywatch.rules.patrols.grids import Grids
+from citywatch.rules.patrols.specs import (
+    BY_PRECEDENCE,
+    ON_BREAK,
+    PATROL_RULES,
+    PATROLLING,
+    patrol_state,
+)
 
 Key = tuple[str, str]
 

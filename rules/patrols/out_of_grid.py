@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rules.patrols.fleet import Fleet, Floats, Idx
+from citywatch.rules.patrols.fleet import Fleet, Floats, Idx
 
 
 def out_of_grid_since(f: Fleet, idx: Idx, now: float) -> Floats:

@@ -24,14 +24,14 @@ import orjson
 
 from citywatch.clock import Clock
 from citywatch.models import PatrolCoverage
+from citywatch.rules.patrols import coverage, legacy
+from citywatch.rules.patrols import state as st
+from citywatch.rules.patrols.fleet import Idx
+from citywatch.rules.patrols.metrics import PatrolMetrics
+from citywatch.rules.patrols.officers import Officers
+from citywatch.rules.patrols.store import PatrolStore, SaveJob
 from citywatch.sink import Sink
 from citywatch.sqlite import DECODE_ERRORS, bad_row
-from rules.patrols import coverage, legacy
-from rules.patrols import state as st
-from rules.patrols.fleet import Idx
-from rules.patrols.metrics import PatrolMetrics
-from rules.patrols.officers import Officers
-from rules.patrols.store import PatrolStore, SaveJob
 
 log = logging.getLogger(__name__)
 _SAVE_CHUNK = 4096  # rows copied and written at a time

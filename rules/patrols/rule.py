@@ -40,21 +40,21 @@ from citywatch.models import (
     Record,
     ShiftEvent,
 )
+from citywatch.rules.contract import RuleContext
+from citywatch.rules.events import AlertSink
+from citywatch.rules.patrols import state as st
+from citywatch.rules.patrols.config import PatrolsConfig
+from citywatch.rules.patrols.evaluate import TIMED, evaluate, next_instants
+from citywatch.rules.patrols.fleet import Fleet
+from citywatch.rules.patrols.geometry import AssignmentTable
+from citywatch.rules.patrols.grids import Grids
+from citywatch.rules.patrols.metrics import PatrolMetrics
+from citywatch.rules.patrols.officers import Key
+from citywatch.rules.patrols.persist import Persistence
+from citywatch.rules.patrols.specs import PATROL_RULES, STATE_NAMES, patrol_state
+from citywatch.rules.patrols.store import PatrolStore
+from citywatch.rules.patrols.view import officer_views
 from citywatch.sink import Sink
-from rules.contract import RuleContext
-from rules.events import AlertSink
-from rules.patrols import state as st
-from rules.patrols.config import PatrolsConfig
-from rules.patrols.evaluate import TIMED, evaluate, next_instants
-from rules.patrols.fleet import Fleet
-from rules.patrols.geometry import AssignmentTable
-from rules.patrols.grids import Grids
-from rules.patrols.metrics import PatrolMetrics
-from rules.patrols.officers import Key
-from rules.patrols.persist import Persistence
-from rules.patrols.specs import STATE_NAMES, patrol_state
-from rules.patrols.store import PatrolStore
-from rules.patrols.view import officer_views
 
 __all__ = ["PatrolRule", "patrol_state"]
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class PatrolRule(Persistence):
         self.clock = clock
         self.flush_interval = flush_interval
         self.coverage_interval = coverage_interval
-        self.fleet = Fleet()
+        self.fleet = Fleet(len(PATROL_RULES))
         self.table = AssignmentTable(grids) if grids is not None else None
         self.officers: dict[Key, st.Officer] = {}
         self.by_slot: list[st.Officer | None] = []
@@ -184,7 +184,7 @@ class PatrolRule(Persistence):
 
     def officer_views(self) -> list[dict[str, Any]]:
         """Each officer on shift: who, where, patrol state and coverage so far (for the API)."""
-        return list(officer_views(self))
+        return list(officer_views(self.fleet, self.officers.values()))
 
     # -- the sink ---------------------------------------------------------------
 

@@ -21,10 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from rules.patrols.fleet import Fleet, Floats, Idx
-from rules.patrols.idle import idle_since
-from rules.patrols.liveness import gps_lost_due, gps_lost_since, offline_due, offline_since
-from rules.patrols.out_of_grid import out_of_grid_since
+from citywatch.rules.patrols.fleet import Fleet, Floats, Idx
+from citywatch.rules.patrols.idle import idle_since
+from citywatch.rules.patrols.liveness import (
+    gps_lost_due,
+    gps_lost_since,
+    offline_due,
+    offline_since,
+)
+from citywatch.rules.patrols.out_of_grid import out_of_grid_since
 
 Condition = Callable[[Fleet, Idx, float], Floats]
 """Per slot of ``idx``, since when the condition holds at ``now``, or NaN."""

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from citywatch.models import CaseEvent, DeviceStatus, Heartbeat, ShiftEvent
-from rules.patrols import coverage
-from rules.patrols.config import Thresholds
-from rules.patrols.fleet import Fleet, Floats, Idx
-from rules.patrols.geometry import AssignmentTable
-from rules.patrols.specs import PATROL_RULES
-from rules.patrols.track import add_points
+from citywatch.rules.patrols import coverage
+from citywatch.rules.patrols.config import Thresholds
+from citywatch.rules.patrols.fleet import Fleet, Floats, Idx
+from citywatch.rules.patrols.geometry import AssignmentTable
+from citywatch.rules.patrols.specs import PATROL_RULES
+from citywatch.rules.patrols.track import add_points
 
 # (section, ((key, column), ...)) per patrol rule, from the specs.
 _THRESHOLD_COLUMNS = tuple((s.threshold, tuple(s.columns.items())) for s in PATROL_RULES)

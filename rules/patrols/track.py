@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from rules.patrols.fleet import THIN, Fleet, Floats, Idx, K
+from citywatch.rules.patrols.fleet import THIN, Fleet, Floats, Idx, K
 
 M_PER_DEG = 6_371_008.8 * math.pi / 180.0
 

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from rules.patrols import coverage
-from rules.patrols.specs import patrol_state
-
-if TYPE_CHECKING:
-    from rules.patrols.rule import PatrolRule
+from citywatch.rules.patrols import coverage
+from citywatch.rules.patrols.fleet import Fleet
+from citywatch.rules.patrols.specs import patrol_state
+from citywatch.rules.patrols.state import Officer
 
 
 def _num(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
 
-def officer_views(rule: PatrolRule) -> Iterator[dict[str, Any]]:
+def officer_views(f: Fleet, officers: Iterable[Officer]) -> Iterator[dict[str, Any]]:
     """Each officer on shift: who, where, patrol state and coverage so far."""
-    f = rule.fleet
-    for o in list(rule.officers.values()):
+    for o in list(officers):
         slot = o.slot
         state = patrol_state(f, slot)
         if state is None:

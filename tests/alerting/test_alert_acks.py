@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from jsonschema import Draft202012Validator
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.helpers import Listener, Publisher, await_until, settings_for
 from tests.services import Influx, Mosquitto
 

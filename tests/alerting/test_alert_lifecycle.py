@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from alerting import lifecycle, routing
-from alerting.config import AlertingConfig, EscalationStep, Route
-from alerting.lifecycle import LifecycleError, Tell, acknowledge, on_event
-from alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
+from citywatch.alerting import lifecycle, routing
+from citywatch.alerting.config import AlertingConfig, EscalationStep, Route
+from citywatch.alerting.lifecycle import LifecycleError, Tell, acknowledge, on_event
+from citywatch.alerting.model import ACKNOWLEDGED, FIRING, RESOLVED, Alert
 from citywatch.config import load_section
 from citywatch.models import AlertEvent
 

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from alerting import routing
-from alerting.config import AlertingConfig
-from alerting.model import Alert
-from alerting.silences import Matcher, Silence, SilenceError, silenced_by
-from alerting.store import AlertStore
+from citywatch.alerting import routing
+from citywatch.alerting.config import AlertingConfig
+from citywatch.alerting.model import Alert
+from citywatch.alerting.silences import Matcher, Silence, SilenceError, silenced_by
+from citywatch.alerting.store import AlertStore
 from citywatch.config import ConfigError, load_section
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -226,7 +226,7 @@ def test_a_stored_silence_whose_pattern_re2_refuses_loads_and_mutes_nothing(
             "INSERT INTO silences (id, ends_at, doc) VALUES (?,?,?)",
             (doc["id"], doc["ends_at"], orjson.dumps(doc)),
         )
-        with caplog.at_level(logging.WARNING, logger="alerting.silences"):
+        with caplog.at_level(logging.WARNING, logger="citywatch.alerting.silences"):
             (loaded,) = store.load_silences(DAY)
     finally:
         store.close()

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from alerting import muting, routing
-from alerting.config import AlertingConfig, EscalationStep, Route
-from alerting.decision import Step
-from alerting.model import Alert
-from alerting.muting import Muting
-from alerting.silences import Matcher, Silence
+from citywatch.alerting import muting, routing
+from citywatch.alerting.config import AlertingConfig, EscalationStep, Route
+from citywatch.alerting.decision import Step
+from citywatch.alerting.model import Alert
+from citywatch.alerting.muting import Muting
+from citywatch.alerting.silences import Matcher, Silence
 from citywatch.clock import ManualClock
 from citywatch.config import load_section
 from tests.alerting.test_alerting_faults import CHAIN, idle, running

@@ -17,11 +17,11 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerting.channels import Channels
-from alerting.config import AlertingConfig
-from alerting.metrics import AlertingMetrics
-from alerting.notifiers.mqtt import MqttPush
-from alerting.service import Alerting
+from citywatch.alerting.channels import Channels
+from citywatch.alerting.config import AlertingConfig
+from citywatch.alerting.metrics import AlertingMetrics
+from citywatch.alerting.notifiers.mqtt import MqttPush
+from citywatch.alerting.service import Alerting
 from citywatch.clock import ManualClock
 from citywatch.config import load_section, parse_mqtt_url
 from citywatch.models import AlertEvent
@@ -158,7 +158,7 @@ async def test_state_and_outbox_survive_a_restart(mosquitto: Mosquitto, tmp_path
 
 
 async def test_silence_mutes_then_releases(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    from alerting.silences import Matcher
+    from citywatch.alerting.silences import Matcher
 
     clock = ManualClock()
     listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#")

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerting.channels import Channels
-from alerting.config import AlertingConfig
-from alerting.lifecycle import due
-from alerting.metrics import AlertingMetrics
-from alerting.model import Alert
-from alerting.notifiers.base import Notification
-from alerting.service import Alerting
-from alerting.silences import Matcher
+from citywatch.alerting.channels import Channels
+from citywatch.alerting.config import AlertingConfig
+from citywatch.alerting.lifecycle import due
+from citywatch.alerting.metrics import AlertingMetrics
+from citywatch.alerting.model import Alert
+from citywatch.alerting.notifiers.base import Notification
+from citywatch.alerting.service import Alerting
+from citywatch.alerting.silences import Matcher
 from citywatch.clock import ManualClock
 from citywatch.config import load_section
 from citywatch.models import AlertEvent
@@ -106,7 +106,7 @@ def test_due_clamps_a_step_beyond_the_route() -> None:
     a = Alert(1, "fp", "patrol_idle", "yellow", "321200", "officer", "o", 0.0, 0.0, step=2)
     a.last_told_at = 0.0
     short = load_section(AlertingConfig, {}, "alerting")
-    from alerting.routing import decide
+    from citywatch.alerting.routing import decide
 
     new, tells, nxt = due(a, decide(a, short), cfg, 10_000.0)
     assert tells == [] and new.step == 0 and nxt is None
@@ -225,6 +225,6 @@ async def test_a_receiver_removed_by_a_reload_waits_instead_of_failing(tmp_path:
 
 
 def test_a_receiver_label_with_a_newline_falls_back_to_duty() -> None:
-    from alerting.config import valid_receiver
+    from citywatch.alerting.config import valid_receiver
 
     assert not valid_receiver("lead-1\n") and valid_receiver("lead-1")

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from citywatch.sqlite import read_manifest
 from tests.helpers import Listener, Publisher, await_until, settings_for, wait_until
 from tests.services import Influx, Mosquitto, free_port
@@ -138,7 +138,7 @@ def test_sigkill_between_firing_and_delivery_delivers_once(
             }
         ).decode()
     )
-    cmd = [sys.executable, "-m", "citywatch.cli", "run", "--config", str(config)]
+    cmd = [sys.executable, "-m", "citywatch", "run", "--config", str(config)]
     log = tmp_path / "service.log"
 
     def start() -> subprocess.Popen[bytes]:

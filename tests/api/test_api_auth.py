@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from api.auth import LOCAL, Authenticator, Principal, RateLimiter
-from api.config import ApiConfig
-from api.errors import ApiError
+from citywatch.api.auth import LOCAL, Authenticator, Principal, RateLimiter
+from citywatch.api.config import ApiConfig
+from citywatch.api.errors import ApiError
 from citywatch.config import ConfigError, load_section
 
 
@@ -133,7 +133,7 @@ async def test_guessing_tokens_is_rate_limited_per_address() -> None:
     from aiohttp.test_utils import TestClient, TestServer
     from prometheus_client import CollectorRegistry
 
-    from api.server import make_app
+    from citywatch.api.server import make_app
 
     app = make_app(
         CollectorRegistry(),
@@ -157,7 +157,7 @@ def test_broker_address_never_shows_its_password() -> None:
 
 
 def test_track_spans_follow_the_officers_own_shifts() -> None:
-    from api.views.fleet import _spans
+    from citywatch.api.views.fleet import _spans
 
     rows = [[100, "dev-1", "start"], [200, None, "end"], [300, "dev-2", "start"]]
     assert _spans(rows, "dev-2", 0, 1000) == [("dev-1", 100, 200), ("dev-2", 300, 1000)]
@@ -169,7 +169,7 @@ def test_track_spans_follow_the_officers_own_shifts() -> None:
 
 
 def test_origins_compare_as_browsers_write_them() -> None:
-    from api.config import normal_origin
+    from citywatch.api.config import normal_origin
 
     assert normal_origin("HTTPS://Console.Example.GOV.cn:443") == "https://console.example.gov.cn"
     assert normal_origin("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
@@ -182,7 +182,7 @@ async def test_metrics_are_public_by_default_only_without_tokens() -> None:
     from aiohttp.test_utils import TestClient, TestServer
     from prometheus_client import CollectorRegistry
 
-    from api.server import make_app
+    from citywatch.api.server import make_app
 
     tokens = [{"name": "root", "token": "root-admin-1", "role": "admin"}]
     assert cfg().metrics_open and not cfg(metrics_public=False).metrics_open
@@ -222,7 +222,7 @@ async def test_metrics_are_public_by_default_only_without_tokens() -> None:
     ],
 )
 def test_other_sites_pages_may_not_act(method: str, headers: dict[str, str], allowed: bool) -> None:
-    from api.auth import OriginPolicy
+    from citywatch.api.auth import OriginPolicy
 
     policy = OriginPolicy(cfg(allowed_origins=["https://friend.example"]))
     req = make_mocked_request(

@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.api.test_api_service import Api, two_alerts
 from tests.helpers import settings_for
 from tests.services import Influx, Mosquitto

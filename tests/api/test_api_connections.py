@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 import yaml
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.helpers import settings_for
 from tests.services import Influx, Mosquitto
 
@@ -91,13 +91,16 @@ async def test_slow_clients_are_cut_off_and_new_ones_still_get_in(
             w.close()
         # Each condition is one line when it starts and one when it ends, not one per client.
         deadline = time.monotonic() + 5
-        while not _messages(caplog, "api.connections", "no more slow connections"):
+        while not _messages(caplog, "citywatch.api.connections", "no more slow connections"):
             assert time.monotonic() < deadline, "the slow-clients condition never ended"
             await asyncio.sleep(0.1)
-        assert len(_messages(caplog, "api.connections", "connection limit reached (20)")) == 1
-        assert len(_messages(caplog, "api.connections", "below the limit again")) == 1
-        assert len(_messages(caplog, "api.connections", "too slow to send")) == 1
-        [ended] = _messages(caplog, "api.connections", "no more slow connections")
+        assert (
+            len(_messages(caplog, "citywatch.api.connections", "connection limit reached (20)"))
+            == 1
+        )
+        assert len(_messages(caplog, "citywatch.api.connections", "below the limit again")) == 1
+        assert len(_messages(caplog, "citywatch.api.connections", "too slow to send")) == 1
+        [ended] = _messages(caplog, "citywatch.api.connections", "no more slow connections")
         assert re.search(r"closed \d+ before their headers .* \d+ before their body", ended)
         async with session.get(base + "/metrics") as r:
             text = await r.text()
@@ -142,7 +145,7 @@ async def test_running_out_of_files_backs_off_with_one_line(tmp_path: Path) -> N
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "citywatch.cli",
+        "citywatch",
         "run",
         "--only",
         "api",

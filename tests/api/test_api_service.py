@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.helpers import Publisher, await_until, settings_for
 from tests.services import Influx, Mosquitto
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from citywatch.geo import offset_m
+from citywatch.rules.patrols.grids import Grids
 from citywatch.simulate.grid import make_district, write_geojson
-from rules.patrols.grids import Grids
 from tests.helpers import Publisher, settings_for
 from tests.services import Influx, Mosquitto
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.live import DeviceBoard
+from citywatch.api.live import DeviceBoard
 from citywatch.clock import ManualClock
 from citywatch.models import DeviceStatus, Fix, Heartbeat, ShiftEvent
-from rules.patrols.config import PatrolsConfig
+from citywatch.rules.patrols.config import PatrolsConfig
 
 CITY = "321200"
 T0 = 1_795_313_730.0

@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 from schemathesis.transport import requests as st_requests
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.helpers import Publisher, settings_for, wait_until
 from tests.services import Influx, Mosquitto
 

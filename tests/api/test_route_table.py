@@ -23,15 +23,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from prometheus_client import CollectorRegistry
 
-from api.auth import Principal
-from api.config import ROLES, ApiConfig
-from api.errors import ApiError
-from api.guard import Endpoint
-from api.openapi import document
-from api.params import Kind, Param
-from api.routes import ROUTES, TOKEN, Route
-from api.scope import Items, PerCity, Pins
-from api.server import make_app
+from citywatch.api.auth import Principal
+from citywatch.api.config import ROLES, ApiConfig
+from citywatch.api.errors import ApiError
+from citywatch.api.guard import Endpoint
+from citywatch.api.openapi import document
+from citywatch.api.params import Kind, Param
+from citywatch.api.routes import ROUTES, TOKEN, Route
+from citywatch.api.scope import Items, PerCity, Pins
+from citywatch.api.server import make_app
 from citywatch.config import load_section
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"

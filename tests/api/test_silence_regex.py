@@ -78,7 +78,7 @@ def test_a_pathological_silence_pattern_does_not_stall_the_service(
             }
         )
     )
-    cmd = [sys.executable, "-m", "citywatch.cli", "run", "--config", str(config)]
+    cmd = [sys.executable, "-m", "citywatch", "run", "--config", str(config)]
     with open(tmp_path / "service.log", "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
     try:

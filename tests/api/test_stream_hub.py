@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from api.auth import Principal
-from api.stream import Filter, Hub, StreamMetrics
+from citywatch.api.auth import Principal
+from citywatch.api.stream import Filter, Hub, StreamMetrics
 
 ADMIN = Principal("root", "admin")
 

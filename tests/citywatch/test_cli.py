@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from citywatch.cli import main
+from citywatch.app.cli import main
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -40,7 +40,7 @@ def test_demo_runs_with_embedded_broker_and_shows_a_summary(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "citywatch.cli",
+            "citywatch",
             "demo",
             "--duration",
             "4",
@@ -66,7 +66,7 @@ def test_demo_runs_with_embedded_broker_and_shows_a_summary(tmp_path: Path) -> N
 
 
 def test_the_example_file_lists_every_default() -> None:
-    from citywatch.settings import Settings, load_settings
+    from citywatch.app.settings import Settings, load_settings
 
     example = Path(__file__).resolve().parents[2] / "citywatch.example.yaml"
     assert load_settings(example, env={}) == Settings()

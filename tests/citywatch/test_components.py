@@ -6,7 +6,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.helpers import Publisher, await_until, settings_for
 from tests.services import Influx, Mosquitto
 

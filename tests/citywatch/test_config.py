@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from citywatch.app.settings import Settings, load_settings
 from citywatch.config import ConfigError, parse_duration, parse_size, split_host_port
-from citywatch.settings import Settings, load_settings
 
 NO_ENV: dict[str, str] = {}
 PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alerting.model import Alert
-from alerting.summary import summary
+from citywatch.alerting.model import Alert
+from citywatch.alerting.summary import summary
 from citywatch.durations import duration_zh
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.helpers import Publisher, await_until, settings_for, wait_until, with_client_id
 from tests.services import Influx, Mosquitto, free_port
 
@@ -167,7 +167,7 @@ def test_sigkill_mid_stream_loses_nothing(
     cmd = [
         sys.executable,
         "-m",
-        "citywatch.cli",
+        "citywatch",
         "run",
         "--only",
         "collector",

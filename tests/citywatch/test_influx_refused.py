@@ -19,7 +19,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from citywatch.influx import delivery
 from citywatch.influx.client import WriteError
 from citywatch.influx.config import InfluxConfig, SpoolConfig

@@ -8,8 +8,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from citywatch.app.settings import load_settings
 from citywatch.mqtt_link import MqttLink
-from citywatch.settings import load_settings
 from tests.services import Mosquitto
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from citywatch.app import Service
-from citywatch.reload import Reloader
+from citywatch.app.reload import Reloader
+from citywatch.app.service import Service
 from citywatch.simulate.grid import make_district, write_geojson
 from tests.helpers import await_until, settings_for
 from tests.services import Influx, Mosquitto

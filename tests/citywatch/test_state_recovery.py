@@ -68,7 +68,7 @@ class Cli:
                 }
             ).decode()
         )
-        return [sys.executable, "-m", "citywatch.cli", "run", "--config", str(config), *extra]
+        return [sys.executable, "-m", "citywatch", "run", "--config", str(config), *extra]
 
     def refused(self) -> str:
         """Run until it exits; returns the last line, checked to be a refusal."""

@@ -16,14 +16,14 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerting.store import AlertStore, id_floor
+from citywatch.alerting.store import AlertStore, id_floor
 from citywatch.clock import ManualClock
+from citywatch.rules.cases.store import CaseStore
+from citywatch.rules.patrols.config import PatrolsConfig
+from citywatch.rules.patrols.metrics import PatrolMetrics
+from citywatch.rules.patrols.rule import PatrolRule
+from citywatch.rules.patrols.store import PatrolStore
 from citywatch.sqlite import MANIFEST, StoreUnusable, read_manifest, reset_store
-from rules.cases.store import CaseStore
-from rules.patrols.config import PatrolsConfig
-from rules.patrols.metrics import PatrolMetrics
-from rules.patrols.rule import PatrolRule
-from rules.patrols.store import PatrolStore
 
 NOW = 1_795_327_062.0
 

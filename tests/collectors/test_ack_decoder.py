@@ -8,14 +8,14 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.decode import BatchDecoder
+from citywatch.collectors.message import Incoming
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.reject import Reject
+from citywatch.collectors.topics import Route, Router
 from citywatch.influx.schema import to_line
 from citywatch.models import AlertAck, Record, Rejected
-from collectors.config import IngestConfig
-from collectors.decode import BatchDecoder
-from collectors.message import Incoming
-from collectors.metrics import CollectorMetrics
-from collectors.reject import Reject
-from collectors.topics import Route, Router
 
 CITY = "321200"
 NOW = 1795313731.0  # 2026-11-22T02:15:31Z, citywatch's clock on receipt

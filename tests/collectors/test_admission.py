@@ -20,15 +20,15 @@ from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
 from citywatch.clock import ManualClock
+from citywatch.collectors.admission import Admission
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.decode import BatchDecoder
+from citywatch.collectors.message import Incoming
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.topics import Router
 from citywatch.config import ConfigError, load_section
 from citywatch.models import Fix, Rejected, ShiftEvent
 from citywatch.roster import DevicesConfig, Roster, load_roster
-from collectors.admission import Admission
-from collectors.config import IngestConfig
-from collectors.decode import BatchDecoder
-from collectors.message import Incoming
-from collectors.metrics import CollectorMetrics
-from collectors.topics import Router
 
 CITY = "321200"
 OTHER = "320100"
@@ -197,7 +197,7 @@ def test_limiting_is_logged_once_when_it_starts_and_once_when_it_ends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     ing = Ingest(max_unknown=1, unknown_deadletters=1)
-    with caplog.at_level(logging.WARNING, logger="collectors.admission"):
+    with caplog.at_level(logging.WARNING, logger="citywatch.collectors.admission"):
         for _ in range(3):
             ing.send(*(ing.fix(f"flood-{i}") for i in range(20)))
         ing.clock.advance(61)

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.decode import BatchDecoder
+from citywatch.collectors.message import Incoming
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.service import MAX_SINK_FAILURES, Collector
+from citywatch.collectors.topics import Router
 from citywatch.models import Record
 from citywatch.sink import SinkUnavailable
-from collectors.config import IngestConfig
-from collectors.decode import BatchDecoder
-from collectors.message import Incoming
-from collectors.metrics import CollectorMetrics
-from collectors.service import MAX_SINK_FAILURES, Collector
-from collectors.topics import Router
 
 NOW = 1_790_000_000.0
 
@@ -114,10 +114,10 @@ async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
     # in an outage); the outage is one condition, whatever the number of batches held.
     source = FakeSource([[fix(1)], [fix(2), fix(3)], [fix(4)]])
     sink = FlakySink(outages=60)
-    with caplog.at_level(logging.INFO, logger="collectors.service"):
+    with caplog.at_level(logging.INFO, logger="citywatch.collectors.service"):
         async with collector(source, sink, CollectorRegistry()):
             await asyncio.wait_for(source.all_acked.wait(), 5)
-    lines = [r.getMessage() for r in caplog.records if r.name == "collectors.service"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "citywatch.collectors.service"]
     assert len(lines) == 2, lines
     assert lines[0].startswith("storage unavailable (down)")
     assert "3 batches (4 records) were held" in lines[1]

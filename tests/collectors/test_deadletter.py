@@ -13,6 +13,11 @@ import pytest
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.decode import BatchDecoder
+from citywatch.collectors.message import Incoming
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.topics import Router
 from citywatch.deadletter import (
     MAX_ELEMENT_DETAIL,
     MAX_ELEMENTS,
@@ -20,11 +25,6 @@ from citywatch.deadletter import (
     elements_deadletter_payload,
 )
 from citywatch.models import Rejected
-from collectors.config import IngestConfig
-from collectors.decode import BatchDecoder
-from collectors.message import Incoming
-from collectors.metrics import CollectorMetrics
-from collectors.topics import Router
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 EXAMPLES = sorted((SCHEMAS / "examples" / "deadletter").glob("valid-*.json"))

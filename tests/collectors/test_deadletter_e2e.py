@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.helpers import Listener, Publisher, await_until, settings_for
 from tests.services import Influx, Mosquitto
 

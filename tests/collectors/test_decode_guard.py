@@ -5,13 +5,13 @@ from __future__ import annotations
 import orjson
 from prometheus_client import CollectorRegistry
 
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.decode import BatchDecoder
+from citywatch.collectors.message import Incoming
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.registry import COLLECTORS
+from citywatch.collectors.topics import Route, Router
 from citywatch.models import Record
-from collectors.config import IngestConfig
-from collectors.decode import BatchDecoder
-from collectors.message import Incoming
-from collectors.metrics import CollectorMetrics
-from collectors.registry import COLLECTORS
-from collectors.topics import Route, Router
 
 
 def _broken(route: Route, msg: Incoming, cfg: IngestConfig) -> list[Record]:

@@ -15,6 +15,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from citywatch.collectors.config import IngestConfig, OwnTracksConfig
+from citywatch.collectors.decode import BatchDecoder
+from citywatch.collectors.message import Incoming
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.topics import Router
 from citywatch.models import (
     AlertAck,
     CaseEvent,
@@ -24,11 +29,6 @@ from citywatch.models import (
     Rejected,
     ShiftEvent,
 )
-from collectors.config import IngestConfig, OwnTracksConfig
-from collectors.decode import BatchDecoder
-from collectors.message import Incoming
-from collectors.metrics import CollectorMetrics
-from collectors.topics import Router
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 CITY = "321200"

@@ -8,6 +8,11 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from citywatch.collectors.config import IngestConfig, OwnTracksConfig
+from citywatch.collectors.decode import BatchDecoder, Decoded
+from citywatch.collectors.message import Incoming
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.topics import Router
 from citywatch.geo import gcj02_to_bd09, haversine_m, to_wgs84, wgs84_to_gcj02
 from citywatch.models import (
     CASE_EVENTS,
@@ -18,11 +23,6 @@ from citywatch.models import (
     Record,
     ShiftEvent,
 )
-from collectors.config import IngestConfig, OwnTracksConfig
-from collectors.decode import BatchDecoder, Decoded
-from collectors.message import Incoming
-from collectors.metrics import CollectorMetrics
-from collectors.topics import Router
 
 CITY = "321200"
 NOW = 1795313731.0  # 2026-11-22T02:15:31Z, citywatch's clock on receipt

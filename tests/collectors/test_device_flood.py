@@ -20,7 +20,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.helpers import Listener, Publisher, await_until, settings_for
 from tests.services import Mosquitto
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from citywatch.geo import gcj02_to_wgs84
 from tests.helpers import Listener, Publisher, await_until, rfc3339, settings_for
 from tests.services import Influx, Mosquitto

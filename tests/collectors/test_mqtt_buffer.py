@@ -10,9 +10,9 @@ import random
 import paho.mqtt.client as mqtt
 from prometheus_client import CollectorRegistry
 
-from collectors.config import MqttConfig
-from collectors.metrics import CollectorMetrics
-from collectors.mqtt import MqttSource, _BufferedClient
+from citywatch.collectors.config import MqttConfig
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.mqtt import MqttSource, _BufferedClient
 from tests.helpers import Publisher
 from tests.services import Mosquitto
 

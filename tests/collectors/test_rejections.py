@@ -14,13 +14,13 @@ import pytest
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
+from citywatch.collectors.config import IngestConfig, OwnTracksConfig
+from citywatch.collectors.decode import BatchDecoder, Decoded
+from citywatch.collectors.message import Incoming
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.reject import REASONS
+from citywatch.collectors.topics import Route, Router
 from citywatch.models import Fix, Record, Rejected
-from collectors.config import IngestConfig, OwnTracksConfig
-from collectors.decode import BatchDecoder, Decoded
-from collectors.message import Incoming
-from collectors.metrics import CollectorMetrics
-from collectors.reject import REASONS
-from collectors.topics import Route, Router
 
 CITY = "321200"
 NOW = 1795313731.0  # 2026-11-22T02:15:31Z
@@ -406,7 +406,7 @@ def _broken(route: Route, msg: Incoming, cfg: IngestConfig) -> list[Record]:
 
 
 def test_a_decoder_bug_is_an_internal_error() -> None:
-    from collectors.registry import COLLECTORS
+    from citywatch.collectors.registry import COLLECTORS
 
     decoders = dict(COLLECTORS, case=_broken)
     msgs = [Incoming(CASE, raw({"ts": TS, "event": "closed"}), NOW), Incoming(GPS, raw(FIX), NOW)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.helpers import Publisher, await_until, settings_for
 from tests.services import Influx, Mosquitto
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from collectors.config import IngestConfig
-from collectors.decode import BatchDecoder
-from collectors.metrics import CollectorMetrics
-from collectors.reject import Reject
-from collectors.topics import Route, Router
+from citywatch.collectors.config import IngestConfig
+from citywatch.collectors.decode import BatchDecoder
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.reject import Reject
+from citywatch.collectors.topics import Route, Router
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Subscriptions for scale-out: shared groups and city partitions."""
 
-from collectors.topics import Router
+from citywatch.collectors.topics import Router
 
 
 def test_shared_and_partitioned_subscriptions() -> None:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from tests.helpers import await_until, settings_for
 from tests.services import Mosquitto, find_binary
 

@@ -72,7 +72,7 @@ def test_prometheus_scrapes_the_service() -> None:
 
 
 def test_the_service_config_in_compose_is_valid(tmp_path: Path) -> None:
-    from citywatch.settings import load_settings
+    from citywatch.app.settings import load_settings
 
     for name in ("api_duty_token", "api_wall_token"):
         (tmp_path / name).write_text("a-long-enough-token-" + name)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from citywatch.simulate import SimConfig, make_district, run_simulation, write_geojson
 from tests.helpers import Publisher, await_until, settings_for
 from tests.services import Influx, Mosquitto

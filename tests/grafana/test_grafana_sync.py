@@ -10,7 +10,7 @@ import pytest
 from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
-from citywatch.cli import main
+from citywatch.app.cli import main
 from citywatch.grafana.build import dashboards, render
 from tests.grafana.grafana_standin import GrafanaStandIn
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from citywatch.config import ConfigError, load_section
-from rules.calendar import (
+from citywatch.rules.calendar import (
     CalendarConfig,
     NaturalCalendar,
     WorkingCalendar,
@@ -71,7 +71,7 @@ def test_working_days(cal: WorkingCalendar, day: date, working: bool) -> None:
 
 
 def test_embedded_table_covers_2025_and_2026() -> None:
-    ref = resources.files("rules").joinpath("data", "holidays-cn.json")
+    ref = resources.files("citywatch.rules").joinpath("data", "holidays-cn.json")
     data = json.loads(ref.read_text(encoding="utf-8"))
     assert sorted(data["years"]) == ["2025", "2026"]
     assert data["source"]
@@ -296,13 +296,13 @@ def test_custom_holidays_file_json_and_yaml(tmp_path: Path) -> None:
 
 def test_plain_monday_to_friday_and_missing_years(caplog: pytest.LogCaptureFixture) -> None:
     plain = WorkingCalendar(CalendarConfig(holidays="none"))
-    with caplog.at_level(logging.WARNING, logger="rules.calendar"):
+    with caplog.at_level(logging.WARNING, logger="citywatch.rules.calendar"):
         assert plain.is_working_day(date(2026, 10, 1))  # a Thursday
         assert not plain.is_working_day(date(2026, 10, 10))
     assert not caplog.records
 
     cal = WorkingCalendar(CalendarConfig())
-    with caplog.at_level(logging.WARNING, logger="rules.calendar"):
+    with caplog.at_level(logging.WARNING, logger="citywatch.rules.calendar"):
         due = cal.add(at(2028, 3, 3, 17, 0), 1 * H)  # a Friday
         cal.add(at(2028, 5, 1, 9, 0), 20 * H)
     assert local(due) == datetime(2028, 3, 6, 9, 0)

@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 from citywatch.config import load_section
 from citywatch.models import CaseEvent
-from rules.calendar import CalendarConfig, make_calendar
-from rules.cases.config import STAGES, CasesConfig
-from rules.cases.machine import Replayer
-from rules.cases.state import CaseState, apply, next_instant, tick
+from citywatch.rules.calendar import CalendarConfig, make_calendar
+from citywatch.rules.cases.config import STAGES, CasesConfig
+from citywatch.rules.cases.machine import Replayer
+from citywatch.rules.cases.state import CaseState, apply, next_instant, tick
 
 SH = ZoneInfo("Asia/Shanghai")
 CFG = load_section(

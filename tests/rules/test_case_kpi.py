@@ -14,14 +14,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from citywatch.clock import ManualClock
 from citywatch.config import ConfigError, load_section
 from citywatch.influx.schema import to_line, ts_ns
 from citywatch.models import CaseEvent, CaseKpi, Record
-from rules.calendar import NaturalCalendar
-from rules.cases.config import STAGES, CasesConfig
-from rules.cases.kpi import (
+from citywatch.rules.calendar import NaturalCalendar
+from citywatch.rules.cases.config import STAGES, CasesConfig
+from citywatch.rules.cases.kpi import (
     _ROWS_SQL,
     ALL_UNITS,
     KPI_NAMES,
@@ -34,9 +34,9 @@ from rules.cases.kpi import (
     month_bounds,
     month_label,
 )
-from rules.cases.machine import Replayer
-from rules.cases.state import CaseState, apply, next_instant, overdue_instants
-from rules.cases.store import CaseStore, Dues
+from citywatch.rules.cases.machine import Replayer
+from citywatch.rules.cases.state import CaseState, apply, next_instant, overdue_instants
+from citywatch.rules.cases.store import CaseStore, Dues
 from tests.helpers import Publisher, await_until, settings_for
 from tests.services import Influx, Mosquitto
 

@@ -10,10 +10,10 @@ from prometheus_client import CollectorRegistry
 from citywatch.clock import ManualClock
 from citywatch.config import load_section
 from citywatch.models import AlertEvent, CaseEvent, Rejected
-from rules.calendar import CalendarConfig
-from rules.cases.config import CasesConfig
-from rules.cases.metrics import CaseMetrics
-from rules.cases.rule import CaseRule
+from citywatch.rules.calendar import CalendarConfig
+from citywatch.rules.cases.config import CasesConfig
+from citywatch.rules.cases.metrics import CaseMetrics
+from citywatch.rules.cases.rule import CaseRule
 from tests.helpers import await_until
 
 T0 = 1_790_000_000.0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from citywatch.config import load_section
 from citywatch.models import CaseEvent
-from rules.calendar import NaturalCalendar
-from rules.cases.config import STAGES, CasesConfig
-from rules.cases.machine import Replayer
-from rules.cases.state import CaseState, apply, next_instant, tick
+from citywatch.rules.calendar import NaturalCalendar
+from citywatch.rules.cases.config import STAGES, CasesConfig
+from citywatch.rules.cases.machine import Replayer
+from citywatch.rules.cases.state import CaseState, apply, next_instant, tick
 
 T0 = 1_790_000_000.0
 CFG = load_section(

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-import rules.patrols.grids as grids_module
+import citywatch.rules.patrols.grids as grids_module
 from citywatch.geo import offset_m
+from citywatch.rules.patrols.grids import Assignment, Coverage, Grids
 from citywatch.simulate.grid import TAIZHOU_CENTER, make_district
-from rules.patrols.grids import Assignment, Coverage, Grids
 
 # make_district() is 18 x 18 cells of 100 m centred on TAIZHOU_CENTER, so in metres east and
 # north of the centre, lattice square (i, j) = (col - 9, row - 9) spans

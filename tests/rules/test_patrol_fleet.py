@@ -9,8 +9,9 @@ import random
 import numpy as np
 import pytest
 
-from rules.patrols.fleet import Fleet, K, flag_dtype
-from rules.patrols.track import add_points
+from citywatch.rules.patrols.fleet import Fleet, K, flag_dtype
+from citywatch.rules.patrols.specs import PATROL_RULES
+from citywatch.rules.patrols.track import add_points
 from tests.rules.test_patrol_rules import T0, drift, feed, start
 
 
@@ -29,7 +30,7 @@ def add(f: Fleet, slot: int, t: float, x: float = 0.0) -> None:
 
 
 def test_the_ring_wraps_around_keeping_a_whole_window() -> None:
-    f = Fleet(capacity=2)
+    f = Fleet(len(PATROL_RULES), capacity=2)
     s = f.alloc()
     f.window[s] = 600.0
     for k in range(10 * 360):  # ten hours of one fix every 10 s
@@ -55,7 +56,7 @@ def test_idle_holds_across_many_wraps_and_a_walk_never_is_idle() -> None:
 
 
 def test_buffered_fixes_go_in_by_fix_time() -> None:
-    f = Fleet(capacity=2)
+    f = Fleet(len(PATROL_RULES), capacity=2)
     s = f.alloc()
     f.window[s] = 600.0
     for k in range(40):
@@ -84,7 +85,7 @@ def test_a_buffered_upload_does_not_clear_idle() -> None:
 
 
 def test_fixes_older_than_the_window_do_not_stay() -> None:
-    f = Fleet(capacity=2)
+    f = Fleet(len(PATROL_RULES), capacity=2)
     s = f.alloc()
     f.window[s] = 60.0
     for k in range(20):
@@ -95,7 +96,7 @@ def test_fixes_older_than_the_window_do_not_stay() -> None:
 
 
 def test_memory_is_bounded_per_slot() -> None:
-    f = Fleet(capacity=1024)
+    f = Fleet(len(PATROL_RULES), capacity=1024)
     before = f.nbytes
     slots = np.array([f.alloc() for _ in range(1000)], dtype=np.intp)
     f.window[slots] = 600.0
@@ -110,7 +111,7 @@ def test_memory_is_bounded_per_slot() -> None:
 
 
 def test_free_slots_are_reused_and_start_fresh() -> None:
-    f = Fleet(capacity=2)
+    f = Fleet(len(PATROL_RULES), capacity=2)
     a = f.alloc()
     add(f, a, T0)
     f.firing[a] = 3
@@ -124,14 +125,14 @@ def test_free_slots_are_reused_and_start_fresh() -> None:
 
 def test_rows_saved_with_fewer_rules_restore_into_a_fleet_with_more() -> None:
     """Adding a patrol rule widens ``firing`` and ``fired_since``; saved flags keep their rules."""
-    old = Fleet(capacity=2, rules=4)
+    old = Fleet(4, capacity=2)
     s = old.alloc()
     old.on_shift[s] = True
     old.firing[s] = 0b1010
     old.fired_since[s, 1], old.fired_since[s, 3] = T0, T0 + 60
     packed, size = old.pack(np.array([s], dtype=np.intp))
     layout = json.loads(json.dumps(old.dtype().descr))  # as the store keeps it
-    new = Fleet(capacity=2, rules=9)
+    new = Fleet(9, capacity=2)
     assert (old.firing.dtype, new.firing.dtype) == (np.uint8, np.uint16)
     assert Fleet.row_size(layout) == size
     t = new.alloc()

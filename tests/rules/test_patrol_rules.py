@@ -9,14 +9,13 @@ import numpy as np
 
 from citywatch.geo import offset_m
 from citywatch.models import AlertEvent, CaseEvent, DeviceStatus, Fix, Heartbeat, ShiftEvent
-from citywatch.simulate.grid import make_district
-from rules.patrols.config import PatrolsConfig
-from rules.patrols.evaluate import evaluate
-from rules.patrols.fleet import Fleet
-from rules.patrols.geometry import AssignmentTable
-from rules.patrols.grids import Grids
-from rules.patrols.specs import RULE_NAMES
-from rules.patrols.state import (
+from citywatch.rules.patrols.config import PatrolsConfig
+from citywatch.rules.patrols.evaluate import evaluate
+from citywatch.rules.patrols.fleet import Fleet
+from citywatch.rules.patrols.geometry import AssignmentTable
+from citywatch.rules.patrols.grids import Grids
+from citywatch.rules.patrols.specs import PATROL_RULES, RULE_NAMES
+from citywatch.rules.patrols.state import (
     Officer,
     apply_fixes,
     link_sites,
@@ -26,6 +25,7 @@ from rules.patrols.state import (
     on_status,
     set_thresholds,
 )
+from citywatch.simulate.grid import make_district
 
 T0 = 1_790_000_000.0
 FC = make_district()
@@ -41,7 +41,7 @@ class Patrol:
     """One officer in a fleet of their own: the state the pure rules read and update."""
 
     def __init__(self) -> None:
-        self.f = Fleet(capacity=4)
+        self.f = Fleet(len(PATROL_RULES), capacity=4)
         self.o = Officer("321200", "off-1", "dev-1", MINE, "lead-1", "inspector")
         self.slot = self.o.slot = self.f.alloc()
         self.officers: list[Officer | None] = [None] * self.f.capacity

@@ -12,11 +12,11 @@ from prometheus_client import CollectorRegistry
 from citywatch.clock import ManualClock
 from citywatch.geo import offset_m
 from citywatch.models import AlertEvent, CaseEvent, Fix, ShiftEvent
+from citywatch.rules.patrols.config import IdleConfig, PatrolsConfig
+from citywatch.rules.patrols.grids import Grids
+from citywatch.rules.patrols.metrics import PatrolMetrics
+from citywatch.rules.patrols.rule import PatrolRule
 from citywatch.simulate.grid import make_district
-from rules.patrols.config import IdleConfig, PatrolsConfig
-from rules.patrols.grids import Grids
-from rules.patrols.metrics import PatrolMetrics
-from rules.patrols.rule import PatrolRule
 
 T0 = 1_790_000_000.0
 CITY = "321200"

@@ -6,10 +6,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from citywatch.app import Service
+from citywatch.app.service import Service
 from citywatch.geo import offset_m
+from citywatch.rules.patrols.grids import Grids
 from citywatch.simulate.grid import make_district, write_geojson
-from rules.patrols.grids import Grids
 from tests.helpers import Publisher, await_until, settings_for
 from tests.services import Influx, Mosquitto
 

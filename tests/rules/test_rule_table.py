@@ -15,11 +15,11 @@ from prometheus_client import CollectorRegistry
 
 from citywatch.clock import ManualClock
 from citywatch.models import AlertEvent, Rejected
-from rules.calendar import CalendarConfig
-from rules.cases.config import CasesConfig
-from rules.contract import CaseReader, FleetReader, Reconfigurable, Rule, RuleContext
-from rules.patrols.config import IdleConfig, PatrolsConfig
-from rules.registry import RULES
+from citywatch.rules.calendar import CalendarConfig
+from citywatch.rules.cases.config import CasesConfig
+from citywatch.rules.contract import CaseReader, FleetReader, Reconfigurable, Rule, RuleContext
+from citywatch.rules.patrols.config import IdleConfig, PatrolsConfig
+from citywatch.rules.registry import RULES
 
 
 class Alerts:

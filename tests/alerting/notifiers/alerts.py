@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from alerting.notifiers.base import Notification
+from citywatch.alerting.notifiers.base import Notification
 
 # 2026-05-09 15:30:00 in Beijing (07:30:00 UTC).
 T0 = 1778311800.0

@@ -7,13 +7,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from alerting.notifiers.base import Notifier, NotifyError
-from alerting.notifiers.dingtalk import DingTalkNotifier
-from alerting.notifiers.feishu import FeishuNotifier
-from alerting.notifiers.grafana import GrafanaConfig, GrafanaNotifier
-from alerting.notifiers.registry import NOTIFIERS
-from alerting.notifiers.webhook import WebhookNotifier
-from alerting.notifiers.wecom import WeComNotifier
+from citywatch.alerting.notifiers.base import Notifier, NotifyError
+from citywatch.alerting.notifiers.dingtalk import DingTalkNotifier
+from citywatch.alerting.notifiers.feishu import FeishuNotifier
+from citywatch.alerting.notifiers.grafana import GrafanaConfig, GrafanaNotifier
+from citywatch.alerting.notifiers.registry import NOTIFIERS
+from citywatch.alerting.notifiers.webhook import WebhookNotifier
+from citywatch.alerting.notifiers.wecom import WeComNotifier
 from tests.alerting.notifiers.alerts import alert
 from tests.alerting.notifiers.fake_vendors import (
     AM_BEARER,

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from alerting.notifiers.config import WebhookConfig
-from alerting.notifiers.grafana import GrafanaConfig
+from citywatch.alerting.notifiers.config import WebhookConfig
+from citywatch.alerting.notifiers.grafana import GrafanaConfig
 from citywatch.config import ConfigError, load_section
 
 EXAMPLE = """

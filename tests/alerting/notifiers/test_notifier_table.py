@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from alerting.config import AlertingConfig, ReceiverConfig
-from alerting.notifiers.base import NotifierKind, Placement
-from alerting.notifiers.config import WebhookConfig
-from alerting.notifiers.registry import (
+from citywatch.alerting.config import AlertingConfig, ReceiverConfig
+from citywatch.alerting.notifiers.base import NotifierKind, Placement
+from citywatch.alerting.notifiers.config import WebhookConfig
+from citywatch.alerting.notifiers.registry import (
     NOTIFIERS,
     channel_kind,
     kind_of_channel,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alerting.notifiers._http import (
+from citywatch.alerting.notifiers._http import (
     Redactor,
     fields,
     fit,

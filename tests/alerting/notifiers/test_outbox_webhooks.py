@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from alerting.channels import Channels
-from alerting.config import AlertingConfig
-from alerting.metrics import AlertingMetrics
-from alerting.service import Alerting
+from citywatch.alerting.channels import Channels
+from citywatch.alerting.config import AlertingConfig
+from citywatch.alerting.metrics import AlertingMetrics
+from citywatch.alerting.service import Alerting
 from citywatch.clock import SystemClock
 from citywatch.config import load_section
 from citywatch.models import AlertEvent

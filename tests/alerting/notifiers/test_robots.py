@@ -9,13 +9,13 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from alerting.notifiers import dingtalk, feishu
-from alerting.notifiers.base import NotifyError
-from alerting.notifiers.config import WebhookConfig
-from alerting.notifiers.dingtalk import DingTalkNotifier
-from alerting.notifiers.feishu import FeishuNotifier
-from alerting.notifiers.registry import NOTIFIERS
-from alerting.notifiers.wecom import WeComNotifier
+from citywatch.alerting.notifiers import dingtalk, feishu
+from citywatch.alerting.notifiers.base import NotifyError
+from citywatch.alerting.notifiers.config import WebhookConfig
+from citywatch.alerting.notifiers.dingtalk import DingTalkNotifier
+from citywatch.alerting.notifiers.feishu import FeishuNotifier
+from citywatch.alerting.notifiers.registry import NOTIFIERS
+from citywatch.alerting.notifiers.wecom import WeComNotifier
 from tests.alerting.notifiers.alerts import alert, resolved
 from tests.alerting.notifiers.fake_vendors import (
     DINGTALK_SECRET,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from alerting.notifiers.base import NotifyError
-from alerting.notifiers.grafana import GrafanaConfig, GrafanaNotifier
-from alerting.notifiers.webhook import AlertmanagerConfig, WebhookNotifier, payload
+from citywatch.alerting.notifiers.base import NotifyError
+from citywatch.alerting.notifiers.grafana import GrafanaConfig, GrafanaNotifier
+from citywatch.alerting.notifiers.webhook import AlertmanagerConfig, WebhookNotifier, payload
 from tests.alerting.notifiers.alerts import T0, alert, resolved
 from tests.alerting.notifiers.fake_vendors import AM_BEARER, GRAFANA_TOKEN, FakeVendors
 

@@ -42,9 +42,10 @@ def _install_stop(stop: asyncio.Event) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from citywatch.app import COMPONENTS, ComponentFailed, Service, run_until_stopped
+    from citywatch.app.run import ComponentFailed, run_until_stopped
+    from citywatch.app.service import COMPONENTS, Service
+    from citywatch.app.settings import load_settings
     from citywatch.clock import SystemClock
-    from citywatch.settings import load_settings
     from citywatch.sqlite import reset_store
 
     settings = load_settings(args.config)
@@ -94,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from citywatch.settings import load_settings
+    from citywatch.app.settings import load_settings
 
     settings = load_settings(args.config)
     print(
@@ -112,7 +113,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from citywatch.demo import run_demo
+    from citywatch.app.demo import run_demo
 
     _setup_logging("warning")
     return asyncio.run(run_demo(args))

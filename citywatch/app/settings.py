@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alerting.config import AlertingConfig
-from api.config import ApiConfig
+from citywatch.alerting.config import AlertingConfig
+from citywatch.api.config import ApiConfig
+from citywatch.collectors.config import IngestConfig, MqttConfig
 from citywatch.config import ConfigError, load_section, read_raw
 from citywatch.influx.config import InfluxConfig, SpoolConfig
 from citywatch.roster import DevicesConfig
-from collectors.config import IngestConfig, MqttConfig
-from rules.calendar import CalendarConfig
-from rules.cases.config import CasesConfig
-from rules.patrols.config import PatrolsConfig
+from citywatch.rules.calendar import CalendarConfig
+from citywatch.rules.cases.config import CasesConfig
+from citywatch.rules.patrols.config import PatrolsConfig
 
 _LEVELS = ("debug", "info", "warning", "error")
 

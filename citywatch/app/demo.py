@@ -19,9 +19,9 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 
-from citywatch.app import Service
+from citywatch.app.service import Service
+from citywatch.app.settings import Settings, load_settings
 from citywatch.models import DeviceStatus, Fix, Heartbeat, Record, Rejected
-from citywatch.settings import Settings, load_settings
 
 
 class LiveStats:

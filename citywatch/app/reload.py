@@ -17,11 +17,11 @@ import signal
 from types import TracebackType
 
 from citywatch.aio import cancel_and_wait
-from citywatch.app import Service, load_grids
+from citywatch.app.service import Service, load_grids
+from citywatch.app.settings import Settings, load_settings
 from citywatch.config import ConfigError
 from citywatch.roster import load_roster
-from citywatch.settings import Settings, load_settings
-from rules.contract import Reconfigurable
+from citywatch.rules.contract import Reconfigurable
 
 log = logging.getLogger(__name__)
 

@@ -20,36 +20,35 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from alerting.channels import Channels
-from alerting.metrics import AlertingMetrics
-from alerting.model import Alert
-from alerting.notifiers.mqtt import MqttPush
-from alerting.service import Alerting
-from api.connections import GuardedSite
-from api.live import DeviceBoard
-from api.server import ApiParts, ReadyCheck, make_app
-from api.stream import Hub, StreamMetrics
-from api.views.alerts import alert_json
+from citywatch.alerting.channels import Channels
+from citywatch.alerting.metrics import AlertingMetrics
+from citywatch.alerting.notifiers.mqtt import MqttPush
+from citywatch.alerting.service import Alerting
+from citywatch.api.connections import GuardedSite
+from citywatch.api.live import DeviceBoard
+from citywatch.api.server import ApiParts, ReadyCheck, make_app
+from citywatch.api.stream import Hub, StreamMetrics
+from citywatch.api.views.alerts import alert_streamer
+from citywatch.app.settings import Settings
 from citywatch.clock import Clock, SystemClock
+from citywatch.collectors.admission import Admission
+from citywatch.collectors.decode import BatchDecoder
+from citywatch.collectors.metrics import CollectorMetrics
+from citywatch.collectors.mqtt import MqttSource
+from citywatch.collectors.service import Collector
+from citywatch.collectors.topics import Router
 from citywatch.config import ConfigError
 from citywatch.deadletter import DeadLetters
 from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.writer import InfluxWriter
 from citywatch.publisher import MqttPublisher, PublisherMetrics
 from citywatch.roster import Roster, load_roster
-from citywatch.settings import Settings
+from citywatch.rules.alert_log import AlertEventMetrics, LoggingAlertSink
+from citywatch.rules.contract import CaseReader, FleetReader, Rule
+from citywatch.rules.events import AlertFanOut
+from citywatch.rules.patrols.grids import Grids
+from citywatch.rules.registry import RULES, RuleContext
 from citywatch.sink import FanOut, Sink
-from collectors.admission import Admission
-from collectors.decode import BatchDecoder
-from collectors.metrics import CollectorMetrics
-from collectors.mqtt import MqttSource
-from collectors.service import Collector
-from collectors.topics import Router
-from rules.alert_log import AlertEventMetrics, LoggingAlertSink
-from rules.contract import CaseReader, FleetReader, Rule
-from rules.events import AlertFanOut
-from rules.patrols.grids import Grids
-from rules.registry import RULES, RuleContext
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +305,7 @@ class Service:
             grids=lambda: self.grids,
         )
         if self.alerting is not None:
-            self.alerting.listeners.append(self._stream_alerts)
+            self.alerting.listeners.append(alert_streamer(self.hub, self.alerting))
         app = make_app(self.registry, self.checks, self.settings.api, parts)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -317,15 +316,6 @@ class Service:
         self.http_port = site.port
         log.info("HTTP on %s:%s (console /, API /api/v1, /metrics)", host, self.http_port)
         self._stack.callback(self.hub.close)
-
-    def _stream_alerts(self, alerts: list[Alert]) -> None:
-        alerting = self.alerting
-        assert alerting is not None
-        seen: dict[int, Alert] = {a.id: a for a in alerts}
-        for a in seen.values():
-            grid = a.labels.get("grid")
-            doc = {"alert": alert_json(a, alerting.silenced_by(a))}
-            self.hub.publish("alert", a.city, (grid,) if grid else (), doc)
 
 
 def load_grids(path: str) -> Grids | None:
@@ -351,27 +341,3 @@ def start_roster(path: str) -> Roster | None:
     else:
         log.info("roster %s: %d officers, %d handhelds", path, len(roster), len(roster.devices))
     return roster
-
-
-class ComponentFailed(RuntimeError):
-    """A background task of a component ended; the process should exit and be restarted."""
-
-
-async def run_until_stopped(
-    service: Service, stop: asyncio.Event, config_path: str | None = None
-) -> None:
-    """Run ``service`` until ``stop`` is set; raise :class:`ComponentFailed` if a part dies.
-
-    The configuration is reloaded on SIGHUP and when its file changes.
-    """
-    from citywatch.reload import Reloader
-
-    async with service, Reloader(service, config_path):
-        stopper = asyncio.create_task(stop.wait())
-        watched = [stopper, *service.tasks()]
-        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        for task in done:
-            if task is not stopper:
-                exc = None if task.cancelled() else task.exception()
-                raise ComponentFailed(f"{task.get_name()} ended: {exc!r}")
