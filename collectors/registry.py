@@ -7,7 +7,7 @@ InfluxDB by ``citywatch.influx.schema.ENCODERS``) and its JSON Schema
 (``schemas/<schema>.json``). The router parses topics by walking this table, the
 batch decoder dispatches through it, and ``tests/test_kinds.py`` fails when a row
 lacks a part: the decoder, an encoder, the schema and its examples, or the rows of
-docs/protocol.md and docs/schema.md. docs/architecture/kinds.md has the recipe.
+docs/protocol.md and docs/schema.md. docs/architecture.md has the recipe.
 """
 
 from __future__ import annotations

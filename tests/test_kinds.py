@@ -3,7 +3,7 @@
 A message kind is declared once, as a row of ``KINDS``; a record type once, in
 citywatch/models.py with its encoder in ``ENCODERS``. These tests enumerate both and
 fail, naming what to add, when a kind lacks its decoder, a record its encoder, a
-schema its examples, or the docs their rows (docs/architecture/kinds.md).
+schema its examples, or the docs their rows (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from citywatch.alerting.notifiers.grafana import GrafanaConfig, GrafanaNotifier
 from citywatch.alerting.notifiers.mqtt import MqttPush
 from citywatch.alerting.notifiers.webhook import AlertmanagerConfig, WebhookNotifier
 from citywatch.alerting.notifiers.wecom import WeComConfig, WeComNotifier
-from citywatch.config import ConfigError
+from citywatch.config import ConfigError, load_section
 
 PUSH, SERVICE, WEBHOOK = Placement.PUSH, Placement.SERVICE, Placement.WEBHOOK
 
@@ -90,3 +90,8 @@ def kind_of_channel(channel: str) -> NotifierKind | None:
     if kind is None or webhook != (kind.placement is WEBHOOK):
         return None
     return kind
+
+
+def load_webhook(raw: Mapping[str, Any], key: str) -> WebhookConfig:
+    """One webhook entry, read into its kind's settings class; errors name ``key``'s parts."""
+    return load_section(webhook_config_class(raw, key), raw, key)

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from citywatch.alerting.notifiers.config import WebhookConfig
 from citywatch.alerting.notifiers.grafana import GrafanaConfig
+from citywatch.alerting.notifiers.registry import load_webhook
 from citywatch.config import ConfigError, load_section
 
 EXAMPLE = """
@@ -22,7 +22,7 @@ external_url: https://citywatch.example.cn/alerts/{alert_id}
 
 
 def test_webhook_yaml_is_converted() -> None:
-    cfg = load_section(WebhookConfig, yaml.safe_load(EXAMPLE), "notifiers.leads")
+    cfg = load_webhook(yaml.safe_load(EXAMPLE), "notifiers.leads")
     assert cfg.kind == "dingtalk"
     assert cfg.timeout == 3.0
     assert cfg.mention_all_on == ("red", "critical")
@@ -31,7 +31,7 @@ def test_webhook_yaml_is_converted() -> None:
 
 
 def test_webhook_defaults() -> None:
-    cfg = load_section(WebhookConfig, {"kind": "wecom", "url": "https://h/x?key=k"}, "n")
+    cfg = load_webhook({"kind": "wecom", "url": "https://h/x?key=k"}, "n")
     assert (cfg.timeout, cfg.mention_all_on, cfg.secret, cfg.external_url) == (
         5.0,
         ("critical",),
@@ -62,17 +62,17 @@ def test_webhook_defaults() -> None:
 def test_webhook_refusals_name_the_key(changes: dict[str, Any], key: str, words: str) -> None:
     raw = {"kind": "feishu", "url": "https://open.feishu.cn/open-apis/bot/v2/hook/t", **changes}
     with pytest.raises(ConfigError) as info:
-        load_section(WebhookConfig, raw, "notifiers.leads")
+        load_webhook(raw, "notifiers.leads")
     assert info.value.key == key
     assert words in info.value.problem
 
 
 def test_wecom_takes_no_secret_and_robots_need_none() -> None:
     with pytest.raises(ConfigError) as info:
-        load_section(WebhookConfig, {"kind": "wecom", "url": "https://h/", "secret": "x"}, "n")
+        load_webhook({"kind": "wecom", "url": "https://h/", "secret": "x"}, "n")
     assert info.value.key == "n.secret"
     for kind in ("dingtalk", "feishu", "alertmanager"):
-        assert load_section(WebhookConfig, {"kind": kind, "url": "https://h/"}, "n").secret is None
+        assert load_webhook({"kind": kind, "url": "https://h/"}, "n").secret is None
 
 
 def test_grafana_defaults_and_refusals() -> None:

@@ -23,10 +23,11 @@ from citywatch.alerting.notifiers.registry import (
     NOTIFIERS,
     channel_kind,
     kind_of_channel,
+    load_webhook,
     placed,
     webhook_channel,
 )
-from citywatch.config import ConfigError, load_section
+from citywatch.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCS = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
@@ -103,7 +104,7 @@ def test_a_service_kind_is_a_section_of_alerting(kind: NotifierKind) -> None:
 @pytest.mark.parametrize("kind", placed(Placement.WEBHOOK), ids=lambda k: k.name)
 def test_a_webhook_kind_is_read_into_its_own_settings(kind: NotifierKind) -> None:
     assert kind.config is not None and issubclass(kind.config, WebhookConfig)
-    cfg = load_section(WebhookConfig, {"kind": kind.name, "url": "https://h/x"}, "w")
+    cfg = load_webhook({"kind": kind.name, "url": "https://h/x"}, "w")
     assert type(cfg) is kind.config and cfg.kind == kind.name
     channel = webhook_channel(cfg)
     assert channel.startswith(f"webhook:{kind.name}:")
@@ -117,7 +118,7 @@ def test_webhook_settings_classes_are_distinct_and_the_refusal_lists_the_table()
     hooks = placed(Placement.WEBHOOK)
     assert len({k.config for k in hooks}) == len(hooks)
     with pytest.raises(ConfigError) as info:
-        load_section(WebhookConfig, {"kind": "mqtt", "url": "https://h/x"}, "w")
+        load_webhook({"kind": "mqtt", "url": "https://h/x"}, "w")
     assert info.value.key == "w.kind"
     assert info.value.problem.startswith(f"must be one of {', '.join(k.name for k in hooks)},")
 
