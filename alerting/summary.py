@@ -1,14 +1,15 @@
 """Notification text for people: Chinese, short enough for a phone's lock screen.
 
 What, where, how long: ``【红灯】案件 C-1024 处置超时 2 小时 5 分 · 网格 320102001 · 鼓楼区城管``.
-A rule's own summary is used as the "what": the patrol rules write one from their
-specs, so that alerting knows no rule of theirs (nothing here reaches upstream).
+A rule's own summary (the patrol rules write one) is used as the "what"; without one,
+the rule's words come from its spec (:data:`rules.patrols.specs.PATROL_RULES`).
 """
 
 from __future__ import annotations
 
 from citywatch.alerting.model import Alert
 from citywatch.durations import duration_zh
+from citywatch.rules.patrols.specs import PATROL_RULES
 
 SEVERITY = {"yellow": "黄灯", "red": "红灯", "critical": "紧急"}
 STEP = {
@@ -22,6 +23,7 @@ STEP = {
 RULE = {
     "case_warning": "即将超时",
     "case_overdue": "超时",
+    **{spec.name: spec.summary for spec in PATROL_RULES},
 }
 
 
