@@ -9,7 +9,7 @@ document per officer in the table ``patrols``) is read once by
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,8 +119,3 @@ class PatrolStore:
 
     def _read(self, sql: str) -> list[Any]:
         return list(rows(self.db, self.path, sql))
-
-
-def encode_docs(rows: Sequence[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, bytes]]:
-    """(city, officer, doc) with the doc as JSON."""
-    return [(c, o, orjson.dumps(d)) for c, o, d in rows]
