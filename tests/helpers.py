@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citywatch.app.settings import Settings, load_settings
+from tests.services import Influx, Mosquitto, free_port
 
 
 def settings_for(
@@ -143,3 +149,84 @@ async def await_until(
 
 def rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def service_env(
+    mqtt_url: str, influx_url: str, db: str, api_port: int, data_dir: Path
+) -> dict[str, str]:
+    """The environment of a ``citywatch run`` process pointed at the test servers.
+
+    The caller's own ``CITYWATCH_*`` variables are left out, so only these and the
+    config file the test writes decide the settings.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
+    env.update(
+        CITYWATCH_MQTT_URL=mqtt_url,
+        CITYWATCH_INFLUX_URL=influx_url,
+        CITYWATCH_INFLUX_DB=db,
+        CITYWATCH_API_ADDR=f"127.0.0.1:{api_port}",
+        CITYWATCH_DATA_DIR=str(data_dir),
+    )
+    return env
+
+
+class ServiceProcess:
+    """``python -m citywatch run ARGS`` as its own process; a context manager.
+
+    Its data directory is ``workdir/var``; its API listens on :attr:`port` (a free
+    one); its output is appended to ``workdir/service.log`` across restarts. Leaving
+    the block stops it: SIGTERM, then SIGKILL if it does not exit within 10 s (a
+    stuck event loop never handles SIGTERM).
+    """
+
+    def __init__(
+        self, mosquitto: Mosquitto, influx: Influx, db: str, workdir: Path, args: Sequence[str] = ()
+    ) -> None:
+        self.port = free_port()
+        self.env = service_env(mosquitto.url, influx.url, db, self.port, workdir / "var")
+        self.cmd = [sys.executable, "-m", "citywatch", "run", *args]
+        self.log = workdir / "service.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """Start the process (again, after :meth:`kill`)."""
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=fh, stderr=fh)
+        return self.proc
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all, as in a crash or an OOM kill."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def metric(self, name: str, label: str = "") -> float:
+        """The sum of the series of ``name`` whose labels contain ``label``; -1 if unreachable."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return -1.0
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith((name + " ", name + "{")) and label in line
+        )
+
+    def __enter__(self) -> ServiceProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -12,7 +12,6 @@ leaves a data directory that each test copies and spoils.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import sqlite3
@@ -30,7 +29,7 @@ import orjson
 import pytest
 
 from citywatch.sqlite import read_manifest
-from tests.helpers import Listener, Publisher, wait_until
+from tests.helpers import Listener, Publisher, service_env, wait_until
 from tests.services import Influx, Mosquitto, free_port
 
 CITY = "321200"
@@ -48,15 +47,7 @@ class Cli:
     data: Path
 
     def _env(self, api_port: int) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
-        env.update(
-            CITYWATCH_MQTT_URL=self.mosquitto.url,
-            CITYWATCH_INFLUX_URL=self.influx.url,
-            CITYWATCH_INFLUX_DB=self.db,
-            CITYWATCH_API_ADDR=f"127.0.0.1:{api_port}",
-            CITYWATCH_DATA_DIR=str(self.data),
-        )
-        return env
+        return service_env(self.mosquitto.url, self.influx.url, self.db, api_port, self.data)
 
     def _cmd(self, *extra: str) -> list[str]:
         config = self.data.parent / "cw.yaml"
