@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -12,7 +13,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,12 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from citywatch.app.service import Service
 from citywatch.app.settings import Settings, load_settings
 from tests.services import Influx, Mosquitto, free_port
+
+# A handheld is offline after 1 s of silence: an alert within a test's seconds.
+FAST_OFFLINE = {"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}}
 
 
 def settings_for(
@@ -46,6 +51,21 @@ def settings_for(
 
     path.write_text(yaml.safe_dump(raw))
     return load_settings(path, env={})
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    settings: Settings, components: Iterable[str], *, push: bool = False, **kw: Any
+) -> AsyncIterator[Service]:
+    """The service's ``components`` in this process, once its source (and with ``push``, its
+    alert publisher) is connected to the broker; ``kw`` go to :class:`Service`."""
+    async with Service(settings, components, **kw) as svc:
+        assert svc.source is not None
+        await svc.source.wait_connected(10)
+        if push:
+            assert svc.push is not None
+            await svc.push.wait_connected(10)
+        yield svc
 
 
 def with_client_id(settings: Settings, client_id: str) -> Settings:
@@ -123,6 +143,23 @@ class Listener:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def shift_start(
+    device: str, lead: str, grid: str = "321202001001001", ts: float | None = None
+) -> dict[str, Any]:
+    """The body of an inspector's shift start on ``grid`` with ``device``, reporting to ``lead``.
+
+    Stamped now unless ``ts`` is given.
+    """
+    return {
+        "ts": time.time() if ts is None else ts,
+        "action": "start",
+        "device": device,
+        "grids": [grid],
+        "lead": lead,
+        "role": "inspector",
+    }
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:

@@ -15,43 +15,32 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from citywatch.app.service import Service
 from citywatch.sqlite import read_manifest
 from tests.helpers import (
+    FAST_OFFLINE,
     Listener,
     Publisher,
     ServiceProcess,
     await_until,
+    connected,
     settings_for,
+    shift_start,
     wait_until,
 )
 from tests.services import Influx, Mosquitto, free_port
 
 CITY = "321200"
-FAST = {"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}}
-
-
-def shift_start(device: str, lead: str) -> dict[str, Any]:
-    return {
-        "ts": time.time(),
-        "action": "start",
-        "device": device,
-        "grids": ["321202001001001"],
-        "lead": lead,
-        "role": "inspector",
-    }
 
 
 async def test_offline_handheld_is_pushed_to_the_patrol_lead_and_resolved(
     mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
-    settings = settings_for(mosquitto.url, influx.url, influx_db, tmp_path / "var", patrols=FAST)
+    settings = settings_for(
+        mosquitto.url, influx.url, influx_db, tmp_path / "var", patrols=FAST_OFFLINE
+    )
     listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#")
     try:
-        async with Service(settings, ["collector", "rules"]) as svc:
-            assert svc.source is not None and svc.push is not None
-            await svc.source.wait_connected(10)
-            await svc.push.wait_connected(10)
+        async with connected(settings, ["collector", "rules"], push=True) as svc:
             with Publisher(mosquitto.port) as pub:
                 pub.send_all(
                     [(f"citywatch/{CITY}/officers/off-3/shift", shift_start("dev-3", "lead-9"))]
@@ -114,7 +103,7 @@ def test_sigkill_between_firing_and_delivery_delivers_once(
         orjson.dumps(
             {
                 "mqtt": {"client_id": f"kill-{influx_db}"},
-                "patrols": FAST,
+                "patrols": FAST_OFFLINE,
                 "alerting": {
                     "delivery": {"backoff_initial": "200ms", "backoff_max": "500ms"},
                     "receivers": {

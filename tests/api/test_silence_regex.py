@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from tests.helpers import Publisher, ServiceProcess, wait_until
+from tests.helpers import FAST_OFFLINE, Publisher, ServiceProcess, shift_start, wait_until
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
@@ -61,7 +61,7 @@ def test_a_pathological_silence_pattern_does_not_stall_the_service(
         orjson.dumps(
             {
                 "mqtt": {"client_id": f"silence-{influx_db}"},
-                "patrols": {"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}},
+                "patrols": FAST_OFFLINE,
                 "api": {"tokens": [{"name": "duty-desk", "token": TOKEN, "role": "supervisor"}]},
             }
         )
@@ -89,14 +89,7 @@ def test_a_pathological_silence_pattern_does_not_stall_the_service(
                 [
                     (
                         f"citywatch/{CITY}/officers/{OFFICER}/shift",
-                        {
-                            "ts": time.time(),
-                            "action": "start",
-                            "device": "dev-x",
-                            "grids": ["321202001001001"],
-                            "lead": "lead-7",
-                            "role": "inspector",
-                        },
+                        shift_start("dev-x", "lead-7"),
                     )
                 ]
             )

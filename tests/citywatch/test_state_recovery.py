@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ import orjson
 import pytest
 
 from citywatch.sqlite import read_manifest
-from tests.helpers import Listener, Publisher, service_env, wait_until
+from tests.helpers import Listener, Publisher, service_env, shift_start, wait_until
 from tests.services import Influx, Mosquitto, free_port
 
 CITY = "321200"
@@ -104,14 +103,7 @@ def offline_push(mosquitto: Mosquitto, officer: str, lead: str) -> dict[str, Any
     listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/{lead}")
     try:
         with Publisher(mosquitto.port) as pub:
-            start = {
-                "ts": time.time(),
-                "action": "start",
-                "device": f"dev-{officer}",
-                "grids": ["321202001001001"],
-                "lead": lead,
-                "role": "inspector",
-            }
+            start = shift_start(f"dev-{officer}", lead)
             pub.send_all([(f"citywatch/{CITY}/officers/{officer}/shift", start)])
         doc: dict[str, Any] = orjson.loads(listener.wait_for(1)[0][1])
         assert doc["rule"] == "device_offline" and doc["officer"] == officer
