@@ -29,20 +29,17 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
-from prometheus_client import CollectorRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from citywatch.alerting.channels import Channels  # noqa: E402
 from citywatch.alerting.config import AlertingConfig  # noqa: E402
-from citywatch.alerting.metrics import AlertingMetrics  # noqa: E402
 from citywatch.alerting.notifiers.mqtt import MqttPush  # noqa: E402
-from citywatch.alerting.service import Alerting  # noqa: E402
 from citywatch.clock import SystemClock  # noqa: E402
 from citywatch.config import parse_mqtt_url  # noqa: E402
 from citywatch.models import AlertEvent  # noqa: E402
 from citywatch.topics import ALERT, DEFAULT_ROOT  # noqa: E402
+from tests.alerting.standalone import standalone  # noqa: E402
 from tests.services import Mosquitto  # noqa: E402
 
 CITY = "321200"
@@ -113,14 +110,7 @@ async def feed(
     ready.wait(20)
     async with push, aiohttp.ClientSession() as session:
         await push.wait_connected(10)
-        alerting = Alerting(
-            cfg,
-            workdir / "alerts.sqlite",
-            Channels(cfg, push, session),
-            None,
-            AlertingMetrics(CollectorRegistry()),
-            SystemClock(),
-        )
+        alerting = standalone(cfg, workdir, push, session, SystemClock())
         async with alerting:
             per_tick = max(1, rate // 100)
             t0 = time.monotonic()
