@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from citywatch.app.service import Service
 from citywatch.app.settings import Settings, load_settings
+from citywatch.models import AlertEvent, Rejected
 from tests.services import Influx, Mosquitto, free_port
 
 # A handheld is offline after 1 s of silence: an alert within a test's seconds.
@@ -160,6 +161,19 @@ def shift_start(
         "lead": lead,
         "role": "inspector",
     }
+
+
+class Collect:
+    """An alert sink for a rule under test: keeps what it emits; a rejection fails the test."""
+
+    def __init__(self) -> None:
+        self.events: list[AlertEvent] = []
+
+    async def emit(self, events: Sequence[AlertEvent]) -> None:
+        self.events.extend(events)
+
+    async def reject(self, rejected: Rejected, payload: bytes) -> None:
+        raise AssertionError(rejected)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
