@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from citywatch.metrics import MetricSet
 
 StateCounts = Callable[[], Mapping[tuple[str, str, str], int]]
 
@@ -26,45 +28,38 @@ class _AlertsByState(Collector):
         yield g
 
 
-class AlertingMetrics:
+class AlertingMetrics(MetricSet):
     """Counters and histograms of the alerting layer; registered in ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.changes = Counter(
+        super().__init__(registry)
+        self.changes = self.counter(
             "citywatch_alert_changes",
             "Alert lifecycle changes: opened, reopened, acknowledged, escalated, resolved",
             ["rule", "severity", "change"],
-            registry=registry,
         )
-        self.sent = Counter(
+        self.sent = self.counter(
             "citywatch_notifications_sent",
             "Notifications delivered, by channel: mqtt, grafana, or the webhook kind",
             ["channel"],
-            registry=registry,
         )
-        self.failed = Counter(
+        self.failed = self.counter(
             "citywatch_notifications_failed",
             "Notifications given up (refused, or too old), by channel",
             ["channel"],
-            registry=registry,
         )
-        self.retried = Counter(
+        self.retried = self.counter(
             "citywatch_notifications_retried",
             "Notification attempts that failed and will be tried again, by channel",
             ["channel"],
-            registry=registry,
         )
-        self.outbox = Gauge(
-            "citywatch_notifications_pending",
-            "Notifications waiting in the outbox",
-            registry=registry,
+        self.outbox = self.gauge(
+            "citywatch_notifications_pending", "Notifications waiting in the outbox"
         )
-        self.delay = Histogram(
+        self.delay = self.histogram(
             "citywatch_alert_delivery_delay_seconds",
             "From a rule's event opening an alert to its first delivered notification",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=registry,
         )
 
     def by_state(self, counts: StateCounts) -> None:

@@ -45,9 +45,10 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from citywatch.api.config import ApiConfig
+from citywatch.metrics import MetricSet
 
 log = logging.getLogger(__name__)
 
@@ -77,27 +78,24 @@ _408 = _raw_response(408, "Request Timeout", "the request head did not arrive in
 _503 = _raw_response(503, "Service Unavailable", "too many connections: try again later")
 
 
-class ConnectionMetrics:
+class ConnectionMetrics(MetricSet):
     """``citywatch_http_*``: open connections, and why the server closed or refused some."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.open = Gauge("citywatch_http_connections", "Open HTTP connections", registry=registry)
-        self.closed = Counter(
+        super().__init__(registry)
+        self.open = self.gauge("citywatch_http_connections", "Open HTTP connections")
+        self.closed = self.counter(
             "citywatch_http_connections_closed",
             "HTTP connections the server closed: header_timeout, body_timeout, idle_timeout, "
             "or evicted (to make room at the limit, or when out of file descriptors)",
             ["reason"],
-            registry=registry,
         )
-        self.refused = Counter(
+        self.refused = self.counter(
             "citywatch_http_connections_refused",
             "HTTP connections answered 503 at api.max_connections, every one busy",
-            registry=registry,
         )
-        self.accept_errors = Counter(
-            "citywatch_http_accept_errors",
-            "Failed accept() calls (e.g. out of file descriptors)",
-            registry=registry,
+        self.accept_errors = self.counter(
+            "citywatch_http_accept_errors", "Failed accept() calls (e.g. out of file descriptors)"
         )
 
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from citywatch.api.auth import Principal
+from citywatch.metrics import MetricSet
 
 _SEQ = re.compile(r"[0-9]{1,18}")
 
@@ -69,23 +70,20 @@ class Subscriber:
     overflowed: bool = False
 
 
-class StreamMetrics:
+class StreamMetrics(MetricSet):
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.clients = Gauge(
-            "citywatch_stream_clients", "Connected stream clients", registry=registry
+        super().__init__(registry)
+        self.clients = self.gauge("citywatch_stream_clients", "Connected stream clients")
+        self.events = self.counter(
+            "citywatch_stream_events", "Events published to the stream", ["kind"]
         )
-        self.events = Counter(
-            "citywatch_stream_events", "Events published to the stream", ["kind"], registry=registry
-        )
-        self.dropped = Counter(
+        self.dropped = self.counter(
             "citywatch_stream_clients_dropped",
             "Stream clients disconnected because they could not keep up",
-            registry=registry,
         )
-        self.thinned = Counter(
+        self.thinned = self.counter(
             "citywatch_stream_positions_thinned",
             "Position events not sent to a client whose queue was full",
-            registry=registry,
         )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import statistics
 import sys
@@ -29,20 +28,18 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
-from prometheus_client import CollectorRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from citywatch.alerting.channels import Channels  # noqa: E402
+from bench.common import idle_event, report  # noqa: E402
 from citywatch.alerting.config import AlertingConfig  # noqa: E402
-from citywatch.alerting.metrics import AlertingMetrics  # noqa: E402
 from citywatch.alerting.notifiers.mqtt import MqttPush  # noqa: E402
-from citywatch.alerting.service import Alerting  # noqa: E402
 from citywatch.clock import SystemClock  # noqa: E402
 from citywatch.config import parse_mqtt_url  # noqa: E402
 from citywatch.models import AlertEvent  # noqa: E402
 from citywatch.topics import ALERT, DEFAULT_ROOT  # noqa: E402
+from tests.alerting.standalone import standalone  # noqa: E402
 from tests.services import Mosquitto  # noqa: E402
 
 CITY = "321200"
@@ -80,24 +77,7 @@ def subscriber(port: int, expected: int, ready: Any, out: Any, timeout: float) -
 
 
 def event(i: int, lead: str, now: float) -> AlertEvent:
-    officer = f"off-{i:06d}"
-    return AlertEvent(
-        rule="patrol_idle",
-        status="firing",
-        severity="yellow",
-        city=CITY,
-        subject_kind="officer",
-        subject=officer,
-        at=now - 600,
-        labels={
-            "officer": officer,
-            "device": f"dev-{i:06d}",
-            "lead": lead,
-            "grid": "321202001001001",
-        },
-        values={"since": now - 600, "held": 600.0, "emitted": now},
-        summary=f"{officer} 原地停留 10 分钟",
-    )
+    return idle_event(f"off-{i:06d}", f"dev-{i:06d}", lead, "321202001001001", now, emitted=now)
 
 
 async def feed(
@@ -113,14 +93,7 @@ async def feed(
     ready.wait(20)
     async with push, aiohttp.ClientSession() as session:
         await push.wait_connected(10)
-        alerting = Alerting(
-            cfg,
-            workdir / "alerts.sqlite",
-            Channels(cfg, push, session),
-            None,
-            AlertingMetrics(CollectorRegistry()),
-            SystemClock(),
-        )
+        alerting = standalone(cfg, workdir, push, session, SystemClock())
         async with alerting:
             per_tick = max(1, rate // 100)
             t0 = time.monotonic()
@@ -202,10 +175,7 @@ def main() -> int:
         "duplicates": sum(r["duplicates"] for r in rounds),
         "rounds": rounds,
     }
-    print(json.dumps({k: v for k, v in summary.items() if k != "rounds"}, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2))
+    report(summary, args.json)
     return 0
 
 

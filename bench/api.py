@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import statistics
 import sys
@@ -51,6 +50,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import idle_event, report  # noqa: E402
 from citywatch.app.service import Service  # noqa: E402
 from citywatch.app.settings import Settings, load_settings  # noqa: E402
 from citywatch.models import AlertEvent  # noqa: E402
@@ -241,24 +241,8 @@ def fix_publisher(port: int, devices: int, rate: int, seconds: float, out: Any) 
 
 
 def alert_event(i: int, now: float) -> AlertEvent:
-    officer = f"off-{i:05d}"
-    return AlertEvent(
-        rule="patrol_idle",
-        status="firing",
-        severity="yellow" if i % 3 else "red",
-        city=CITY,
-        subject_kind="officer",
-        subject=officer,
-        at=now - 600,
-        labels={
-            "officer": officer,
-            "device": _device(i),
-            "lead": f"lead-{i % 50:02d}",
-            "grid": GRID,
-        },
-        values={"since": now - 600, "held": 600.0},
-        summary=f"{officer} 原地停留 10 分钟",
-    )
+    severity = "yellow" if i % 3 else "red"
+    return idle_event(f"off-{i:05d}", _device(i), f"lead-{i % 50:02d}", GRID, now, severity)
 
 
 def _populate(port: int, devices: int) -> None:
@@ -472,10 +456,7 @@ def main() -> int:
         "max_stream_clients": [r["max_stream_clients"] for r in rounds],
         "rounds": rounds,
     }
-    print(json.dumps({k: v for k, v in summary.items() if k != "rounds"}, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2))
+    report(summary, args.json)
     return 0
 
 

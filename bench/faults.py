@@ -111,6 +111,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.ingest import publish_backlog, publish_packet, register_session  # noqa: E402
 from bench.mqtt_tap import PUBACK, MqttTap, PacketReader, first_seq  # noqa: E402
+from tests.helpers import service_env  # noqa: E402
 from tests.services import Influx, Mosquitto, free_port  # noqa: E402
 
 CITY = "321200"
@@ -599,15 +600,8 @@ class Rig:
         self.tap = self._stack.enter_context(MqttTap(self.mq.port))
         self.dead = DeadLetters(self.mq.port, f"faults-dl-{self.name}", self.ledger)
         self._stack.callback(self.dead.close)
-        env = dict(
-            os.environ,
-            PYTHONPATH=str(ROOT),
-            CITYWATCH_MQTT_URL=self.tap.url,
-            CITYWATCH_INFLUX_URL=self.influx.url,
-            CITYWATCH_INFLUX_DB=self.db,
-            CITYWATCH_API_ADDR=f"127.0.0.1:{free_port()}",
-            CITYWATCH_DATA_DIR=str(self.data_dir),
-        )
+        env = service_env(self.tap.url, self.influx.url, self.db, free_port(), self.data_dir)
+        env["PYTHONPATH"] = str(ROOT)
         self.svc = ServiceProc(self.dir, env, self.config)
         self._stack.callback(self.svc.close)
         self._stack.callback(self._stop_publishers)

@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -38,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from citywatch.collectors.topics import Router  # noqa: E402
 from citywatch.topics import DEFAULT_ROOT, gps_topic  # noqa: E402
-from tests.services import Influx, Mosquitto, free_port  # noqa: E402
+from tests.helpers import ServiceProcess  # noqa: E402
+from tests.services import Influx, Mosquitto  # noqa: E402
 
 # The collector's own subscriptions, with the default roots.
 SUBSCRIPTIONS = [(f, 1) for f in Router().subscriptions()]
@@ -162,41 +162,18 @@ c.loop_forever()
     return float(out.stdout.strip())
 
 
-def _metric(port: int, name: str, label: str = "") -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return -1.0
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and label in line and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def service_drain(
     mq: Mosquitto, influx: Influx, db: str, n: int, only: str | None, workdir: Path
 ) -> tuple[float, int, float]:
     """Run the service until it has written ``n`` fixes; returns (rate, in InfluxDB, peak MiB)."""
-    api_port = free_port()
-    env = dict(
-        os.environ,
-        CITYWATCH_MQTT_URL=mq.url,
-        CITYWATCH_INFLUX_URL=influx.url,
-        CITYWATCH_INFLUX_DB=db,
-        CITYWATCH_API_ADDR=f"127.0.0.1:{api_port}",
-        CITYWATCH_DATA_DIR=str(workdir / f"var-{db}"),
-    )
-    cmd = [sys.executable, "-m", "citywatch", "run"] + (["--only", only] if only else [])
-    log = open(workdir / f"{db}.log", "w")  # noqa: SIM115 - outlives this block's process
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
-    try:
+    svc = ServiceProcess(mq, influx, db, workdir / db, ["--only", only] if only else [])
+    (workdir / db).mkdir(exist_ok=True)
+    with svc:
         t_first = t_last = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            received = _metric(api_port, "citywatch_ingest_received_total")
-            written = _metric(api_port, "citywatch_write_points_total", 'outcome="written"')
+            received = svc.metric("citywatch_ingest_received_total")
+            written = svc.metric("citywatch_write_points_total", 'outcome="written"')
             now = time.perf_counter()
             if t_first is None and received > 0:
                 t_first = now
@@ -206,12 +183,9 @@ def service_drain(
             time.sleep(0.05)
         if t_first is None or t_last is None:
             raise RuntimeError("service did not drain the backlog in time")
-        with open(f"/proc/{proc.pid}/status") as fh:
+        assert svc.proc is not None
+        with open(f"/proc/{svc.proc.pid}/status") as fh:
             hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
     stored = influx.count("gps", db)
     return n / (t_last - t_first), stored, hwm / 1024
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -45,3 +45,33 @@ class BulkHistogram(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation)]
+
+
+class MetricSet:
+    """Base of a component's metrics: every metric it makes registers in ``registry``.
+
+    Each component names its metrics in its own ``__init__`` with :meth:`counter`,
+    :meth:`gauge` and :meth:`histogram`; the registry is passed in, never global.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        """A counter ``name`` registered in this set's registry."""
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+        """A gauge ``name`` registered in this set's registry."""
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def histogram(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str] = (),
+        *,
+        buckets: Sequence[float],
+    ) -> Histogram:
+        """A histogram ``name`` with ``buckets`` registered in this set's registry."""
+        return Histogram(name, documentation, labels, registry=self.registry, buckets=buckets)

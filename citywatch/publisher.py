@@ -12,31 +12,29 @@ import logging
 from types import TracebackType
 
 import aiomqtt
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from citywatch.aio import cancel_and_wait
 from citywatch.config import BrokerAddress
+from citywatch.metrics import MetricSet
 from citywatch.mqtt_link import MqttLink
 
 log = logging.getLogger(__name__)
 
 
-class PublisherMetrics:
+class PublisherMetrics(MetricSet):
     """Published, dropped and queued output messages."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.published = Counter(
-            "citywatch_publish_messages",
-            "Output messages acknowledged by the broker",
-            registry=registry,
+        super().__init__(registry)
+        self.published = self.counter(
+            "citywatch_publish_messages", "Output messages acknowledged by the broker"
         )
-        self.dropped = Counter(
-            "citywatch_publish_dropped",
-            "Output messages dropped because the queue was full",
-            registry=registry,
+        self.dropped = self.counter(
+            "citywatch_publish_dropped", "Output messages dropped because the queue was full"
         )
-        self.queued = Gauge(
-            "citywatch_publish_queued", "Output messages waiting for the broker", registry=registry
+        self.queued = self.gauge(
+            "citywatch_publish_queued", "Output messages waiting for the broker"
         )
 
 

@@ -44,8 +44,7 @@ def number(obj: Obj, key: str, lo: float, hi: float, *, required: bool = False) 
             raise Reject("out_of_range", f"{key}: {v!r} is outside [{lo:g}, {hi:g}]")
         return x
     if v is None:
-        if required:
-            raise Reject("missing_field", f"{key}: required")
+        _absent(key, required)
         return None
     raise Reject("wrong_type", f"{key}: expected a number, got {_json_type(v)}")
 
@@ -73,13 +72,9 @@ def boolean(obj: Obj, key: str) -> bool | None:
 
 def text(obj: Obj, key: str, max_len: int = 64, *, required: bool = False) -> str | None:
     """A printable string of at most ``max_len`` characters."""
-    v = obj.get(key)
+    v = _string(obj, key, required)
     if v is None:
-        if required:
-            raise Reject("missing_field", f"{key}: required")
         return None
-    if type(v) is not str:
-        raise Reject("wrong_type", f"{key}: expected a string, got {_json_type(v)}")
     if not 0 < len(v) <= max_len:
         raise Reject("out_of_range", f"{key}: length {len(v)} is outside [1, {max_len}]")
     if not v.isprintable():
@@ -89,26 +84,18 @@ def text(obj: Obj, key: str, max_len: int = 64, *, required: bool = False) -> st
 
 def ident(obj: Obj, key: str, *, required: bool = False) -> str | None:
     """An id matching ``[A-Za-z0-9_.-]{1,64}``."""
-    v = obj.get(key)
+    v = _string(obj, key, required, "a string id")
     if v is None:
-        if required:
-            raise Reject("missing_field", f"{key}: required")
         return None
-    if type(v) is not str:
-        raise Reject("wrong_type", f"{key}: expected a string id, got {_json_type(v)}")
     if not _ID(v):
         raise Reject("bad_id", f"{key}: {v[:80]!r} must match [A-Za-z0-9_.-]{{1,64}}")
     return v
 
 
 def choice(obj: Obj, key: str, allowed: frozenset[str], *, required: bool = False) -> str | None:
-    v = obj.get(key)
+    v = _string(obj, key, required)
     if v is None:
-        if required:
-            raise Reject("missing_field", f"{key}: required")
         return None
-    if type(v) is not str:
-        raise Reject("wrong_type", f"{key}: expected a string, got {_json_type(v)}")
     if v not in allowed:
         raise Reject(
             "unknown_value", f"{key}: {v[:80]!r} is not one of {', '.join(sorted(allowed))}"
@@ -151,8 +138,7 @@ def duration_field(obj: Obj, key: str, *, required: bool = False) -> float | Non
     """A duration like ``2h`` or a number of seconds, positive."""
     v = obj.get(key)
     if v is None:
-        if required:
-            raise Reject("missing_field", f"{key}: required")
+        _absent(key, required)
         return None
     if type(v) is bool or not isinstance(v, int | float | str):
         raise Reject("wrong_type", f"{key}: expected a duration like 2h, got {_json_type(v)}")
@@ -164,6 +150,23 @@ def duration_field(obj: Obj, key: str, *, required: bool = False) -> float | Non
     if not 0 < seconds <= 366 * 86400:
         raise Reject("out_of_range", f"{key}: {v!r} must be positive and at most a year")
     return seconds
+
+
+def _absent(key: str, required: bool) -> None:
+    """An absent field: rejected when it is ``required``."""
+    if required:
+        raise Reject("missing_field", f"{key}: required")
+
+
+def _string(obj: Obj, key: str, required: bool, what: str = "a string") -> str | None:
+    """``obj[key]`` when a string, None when absent (and not ``required``)."""
+    v = obj.get(key)
+    if v is None:
+        _absent(key, required)
+        return None
+    if type(v) is not str:
+        raise Reject("wrong_type", f"{key}: expected {what}, got {_json_type(v)}")
+    return v
 
 
 def _json_type(v: Any) -> str:

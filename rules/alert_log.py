@@ -11,23 +11,24 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
+from citywatch.metrics import MetricSet
 from citywatch.models import AlertEvent
 from citywatch.sink import Sink
 
 log = logging.getLogger("citywatch.alerts")
 
 
-class AlertEventMetrics:
+class AlertEventMetrics(MetricSet):
     """Alert events emitted by the rules."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.events = Counter(
+        super().__init__(registry)
+        self.events = self.counter(
             "citywatch_rule_alert_events",
             "Alert events emitted by the rules, by rule and status (firing, resolved)",
             ["rule", "status"],
-            registry=registry,
         )
 
 

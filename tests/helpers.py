@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +21,13 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from citywatch.app.service import Service
 from citywatch.app.settings import Settings, load_settings
+from citywatch.models import AlertEvent, Rejected
+from tests.services import Influx, Mosquitto, free_port
+
+# A handheld is offline after 1 s of silence: an alert within a test's seconds.
+FAST_OFFLINE = {"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}}
 
 
 def settings_for(
@@ -40,6 +52,21 @@ def settings_for(
 
     path.write_text(yaml.safe_dump(raw))
     return load_settings(path, env={})
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    settings: Settings, components: Iterable[str], *, push: bool = False, **kw: Any
+) -> AsyncIterator[Service]:
+    """The service's ``components`` in this process, once its source (and with ``push``, its
+    alert publisher) is connected to the broker; ``kw`` go to :class:`Service`."""
+    async with Service(settings, components, **kw) as svc:
+        assert svc.source is not None
+        await svc.source.wait_connected(10)
+        if push:
+            assert svc.push is not None
+            await svc.push.wait_connected(10)
+        yield svc
 
 
 def with_client_id(settings: Settings, client_id: str) -> Settings:
@@ -119,6 +146,36 @@ class Listener:
         self.client.loop_stop()
 
 
+def shift_start(
+    device: str, lead: str, grid: str = "321202001001001", ts: float | None = None
+) -> dict[str, Any]:
+    """The body of an inspector's shift start on ``grid`` with ``device``, reporting to ``lead``.
+
+    Stamped now unless ``ts`` is given.
+    """
+    return {
+        "ts": time.time() if ts is None else ts,
+        "action": "start",
+        "device": device,
+        "grids": [grid],
+        "lead": lead,
+        "role": "inspector",
+    }
+
+
+class Collect:
+    """An alert sink for a rule under test: keeps what it emits; a rejection fails the test."""
+
+    def __init__(self) -> None:
+        self.events: list[AlertEvent] = []
+
+    async def emit(self, events: Sequence[AlertEvent]) -> None:
+        self.events.extend(events)
+
+    async def reject(self, rejected: Rejected, payload: bytes) -> None:
+        raise AssertionError(rejected)
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
     """Poll ``predicate`` until true (short interval, hard deadline)."""
     deadline = time.monotonic() + timeout
@@ -143,3 +200,84 @@ async def await_until(
 
 def rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def service_env(
+    mqtt_url: str, influx_url: str, db: str, api_port: int, data_dir: Path
+) -> dict[str, str]:
+    """The environment of a ``citywatch run`` process pointed at the test servers.
+
+    The caller's own ``CITYWATCH_*`` variables are left out, so only these and the
+    config file the test writes decide the settings.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
+    env.update(
+        CITYWATCH_MQTT_URL=mqtt_url,
+        CITYWATCH_INFLUX_URL=influx_url,
+        CITYWATCH_INFLUX_DB=db,
+        CITYWATCH_API_ADDR=f"127.0.0.1:{api_port}",
+        CITYWATCH_DATA_DIR=str(data_dir),
+    )
+    return env
+
+
+class ServiceProcess:
+    """``python -m citywatch run ARGS`` as its own process; a context manager.
+
+    Its data directory is ``workdir/var``; its API listens on :attr:`port` (a free
+    one); its output is appended to ``workdir/service.log`` across restarts. Leaving
+    the block stops it: SIGTERM, then SIGKILL if it does not exit within 10 s (a
+    stuck event loop never handles SIGTERM).
+    """
+
+    def __init__(
+        self, mosquitto: Mosquitto, influx: Influx, db: str, workdir: Path, args: Sequence[str] = ()
+    ) -> None:
+        self.port = free_port()
+        self.env = service_env(mosquitto.url, influx.url, db, self.port, workdir / "var")
+        self.cmd = [sys.executable, "-m", "citywatch", "run", *args]
+        self.log = workdir / "service.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """Start the process (again, after :meth:`kill`)."""
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=fh, stderr=fh)
+        return self.proc
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all, as in a crash or an OOM kill."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def metric(self, name: str, label: str = "") -> float:
+        """The sum of the series of ``name`` whose labels contain ``label``; -1 if unreachable."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return -1.0
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith((name + " ", name + "{")) and label in line
+        )
+
+    def __enter__(self) -> ServiceProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

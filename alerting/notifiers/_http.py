@@ -13,14 +13,14 @@ import time
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 
 from citywatch.alerting.notifiers.base import Notification, NotifyError
-from citywatch.alerting.notifiers.config import LINK_FIELDS
+from citywatch.alerting.notifiers.config import LINK_FIELDS, WebhookConfig
 from citywatch.durations import duration_zh
 
 MASK = "***"
@@ -187,6 +187,43 @@ class Endpoint:
             raise self.error(f"{codes[0]} {code}: {excerpt(msg)}", retryable=False)
 
 
+C = TypeVar("C", bound=WebhookConfig)
+
+
+class ChatRobot(Generic[C]):
+    """A chat group's robot (WeCom, DingTalk, Feishu): a batch goes as one message, and the
+    answer carries the vendor's code.
+
+    A vendor's class names itself (``label``), says where its answer keeps the code and
+    the message (``codes``, ``messages``) and which codes mean "too fast"
+    (``rate_limited``), and builds its message in :meth:`message`. Its ``__init__`` names
+    its own settings class, as the notifier table's contract asks.
+    """
+
+    label: ClassVar[str]
+    codes: ClassVar[tuple[str, ...]]
+    messages: ClassVar[tuple[str, ...]]
+    rate_limited: ClassVar[frozenset[int]]
+
+    def __init__(self, cfg: C, session: aiohttp.ClientSession) -> None:
+        self.cfg = cfg
+        self._endpoint = Endpoint(
+            session, cfg.url, timeout=cfg.timeout, label=self.label, secrets=[cfg.secret]
+        )
+
+    def message(self, alerts: Sequence[Notification]) -> tuple[Any, str | None]:
+        """The body for ``alerts``, and the URL to post it to if not the configured one."""
+        raise NotImplementedError
+
+    async def notify(self, alerts: Sequence[Notification]) -> None:
+        """Deliver ``alerts`` in one message or raise :class:`NotifyError`."""
+        if not alerts:
+            return
+        body, url = self.message(alerts)
+        reply = await self._endpoint.post(body, url=url)
+        self._endpoint.check_vendor(reply, self.codes, self.messages, self.rate_limited)
+
+
 def excerpt(text: str, limit: int = 200) -> str:
     """The first ``limit`` characters of ``text`` on one line, for an error message."""
     flat = " ".join(text.split())
@@ -239,6 +276,24 @@ def link(template: str | None, n: Notification) -> str | None:
     if template is None:
         return None
     return template.format(**{f: getattr(n, f) for f in LINK_FIELDS})
+
+
+def chat_block(
+    n: Notification,
+    external_url: str | None,
+    head: str,
+    field: str,
+    sep: str,
+    more: str = "[查看详情]({url})",
+) -> str:
+    """One alert in a chat message, its lines joined by ``sep``: ``head``, then each row of
+    :func:`fields` through the template ``field`` (``{k}``, ``{v}``), then ``more``
+    (``{url}``) when ``external_url`` gives the alert a page."""
+    lines = [head, *(field.format(k=k, v=v) for k, v in fields(n))]
+    url = link(external_url, n)
+    if url:
+        lines.append(more.format(url=url))
+    return sep.join(lines)
 
 
 def fields(n: Notification, now: float | None = None) -> list[tuple[str, str]]:

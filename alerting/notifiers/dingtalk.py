@@ -22,10 +22,9 @@ from urllib.parse import quote_plus
 import aiohttp
 
 from citywatch.alerting.notifiers._http import (
-    Endpoint,
-    fields,
+    ChatRobot,
+    chat_block,
     fit,
-    link,
     mention_all,
     severity_mark,
     title,
@@ -62,12 +61,8 @@ def signed_url(url: str, secret: str, timestamp_ms: int) -> str:
 
 def block(n: Notification, external_url: str | None = None) -> str:
     """One alert as DingTalk markdown; lines end in two spaces, as its renderer needs."""
-    lines = [f"**{severity_mark(n)}** {n.summary}"]
-    lines += [f"- {k}：{v}" for k, v in fields(n)]
-    url = link(external_url, n)
-    if url:
-        lines.append(f"- [查看详情]({url})")
-    return "  \n".join(lines)
+    head = f"**{severity_mark(n)}** {n.summary}"
+    return chat_block(n, external_url, head, "- {k}：{v}", "  \n", "- [查看详情]({url})")
 
 
 def payload(
@@ -85,22 +80,20 @@ def payload(
     }
 
 
-class DingTalkNotifier:
+class DingTalkNotifier(ChatRobot[DingTalkConfig]):
     """Posts a batch to a DingTalk custom robot as one markdown message."""
 
-    def __init__(self, cfg: DingTalkConfig, session: aiohttp.ClientSession) -> None:
-        self.cfg = cfg
-        self._endpoint = Endpoint(
-            session, cfg.url, timeout=cfg.timeout, label="dingtalk", secrets=[cfg.secret]
-        )
+    label = "dingtalk"
+    codes = ("errcode",)
+    messages = ("errmsg",)
+    rate_limited = RATE_LIMITED
 
-    async def notify(self, alerts: Sequence[Notification]) -> None:
-        """Deliver ``alerts`` in one message or raise :class:`NotifyError`."""
-        if not alerts:
-            return
+    def __init__(self, cfg: DingTalkConfig, session: aiohttp.ClientSession) -> None:
+        super().__init__(cfg, session)
+
+    def message(self, alerts: Sequence[Notification]) -> tuple[Any, str | None]:
+        """The markdown message; with a secret, the URL signed now."""
         body = payload(alerts, self.cfg.external_url, self.cfg.mention_all_on)
-        url = self.cfg.url
-        if self.cfg.secret:
-            url = signed_url(url, self.cfg.secret, int(time.time() * 1000))
-        reply = await self._endpoint.post(body, url=url)
-        self._endpoint.check_vendor(reply, ("errcode",), ("errmsg",), RATE_LIMITED)
+        if not self.cfg.secret:
+            return body, None
+        return body, signed_url(self.cfg.url, self.cfg.secret, int(time.time() * 1000))

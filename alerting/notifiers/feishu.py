@@ -24,10 +24,9 @@ import aiohttp
 
 from citywatch.alerting.notifiers._http import (
     SEVERITY_RANK,
-    Endpoint,
-    fields,
+    ChatRobot,
+    chat_block,
     fit,
-    link,
     mention_all,
     severity_mark,
     title,
@@ -58,11 +57,7 @@ def sign(secret: str, timestamp_s: int) -> str:
 
 def block(n: Notification, external_url: str | None = None) -> str:
     """One alert as card markdown."""
-    lines = [f"**{severity_mark(n)}** {n.summary}", *(f"{k}：{v}" for k, v in fields(n))]
-    url = link(external_url, n)
-    if url:
-        lines.append(f"[查看详情]({url})")
-    return "\n".join(lines)
+    return chat_block(n, external_url, f"**{severity_mark(n)}** {n.summary}", "{k}：{v}", "\n")
 
 
 def _template(alerts: Sequence[Notification]) -> str:
@@ -94,24 +89,21 @@ def payload(
     }
 
 
-class FeishuNotifier:
+class FeishuNotifier(ChatRobot[FeishuConfig]):
     """Posts a batch to a Feishu custom bot as one interactive card."""
 
-    def __init__(self, cfg: FeishuConfig, session: aiohttp.ClientSession) -> None:
-        self.cfg = cfg
-        self._endpoint = Endpoint(
-            session, cfg.url, timeout=cfg.timeout, label="feishu", secrets=[cfg.secret]
-        )
+    label = "feishu"
+    codes = ("code", "StatusCode")
+    messages = ("msg", "StatusMessage")
+    rate_limited = RATE_LIMITED
 
-    async def notify(self, alerts: Sequence[Notification]) -> None:
-        """Deliver ``alerts`` in one card or raise :class:`NotifyError`."""
-        if not alerts:
-            return
+    def __init__(self, cfg: FeishuConfig, session: aiohttp.ClientSession) -> None:
+        super().__init__(cfg, session)
+
+    def message(self, alerts: Sequence[Notification]) -> tuple[Any, str | None]:
+        """The card; with a secret, signed now in the body."""
         body = payload(alerts, self.cfg.external_url, self.cfg.mention_all_on)
         if self.cfg.secret:
             ts = int(time.time())
             body = {"timestamp": str(ts), "sign": sign(self.cfg.secret, ts), **body}
-        reply = await self._endpoint.post(body)
-        self._endpoint.check_vendor(
-            reply, ("code", "StatusCode"), ("msg", "StatusMessage"), RATE_LIMITED
-        )
+        return body, None

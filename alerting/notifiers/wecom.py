@@ -16,10 +16,9 @@ from typing import Any, ClassVar
 import aiohttp
 
 from citywatch.alerting.notifiers._http import (
-    Endpoint,
-    fields,
+    ChatRobot,
+    chat_block,
     fit,
-    link,
     severity_mark,
     title,
 )
@@ -41,11 +40,7 @@ def block(n: Notification, external_url: str | None = None) -> str:
     """One alert as WeCom markdown: a coloured headline and quoted field lines."""
     color = "info" if n.status == "resolved" else "warning"
     head = f'**<font color="{color}">{severity_mark(n)}</font> {n.summary}**'
-    lines = [head, *(f'> {k}：<font color="comment">{v}</font>' for k, v in fields(n))]
-    url = link(external_url, n)
-    if url:
-        lines.append(f"[查看详情]({url})")
-    return "\n".join(lines)
+    return chat_block(n, external_url, head, '> {k}：<font color="comment">{v}</font>', "\n")
 
 
 def payload(alerts: Sequence[Notification], external_url: str | None = None) -> dict[str, Any]:
@@ -55,16 +50,17 @@ def payload(alerts: Sequence[Notification], external_url: str | None = None) -> 
     return {"msgtype": "markdown", "markdown": {"content": content}}
 
 
-class WeComNotifier:
+class WeComNotifier(ChatRobot[WeComConfig]):
     """Posts a batch to a WeCom group robot as one markdown message."""
 
-    def __init__(self, cfg: WeComConfig, session: aiohttp.ClientSession) -> None:
-        self.cfg = cfg
-        self._endpoint = Endpoint(session, cfg.url, timeout=cfg.timeout, label="wecom")
+    label = "wecom"
+    codes = ("errcode",)
+    messages = ("errmsg",)
+    rate_limited = RATE_LIMITED
 
-    async def notify(self, alerts: Sequence[Notification]) -> None:
-        """Deliver ``alerts`` in one message or raise :class:`NotifyError`."""
-        if not alerts:
-            return
-        reply = await self._endpoint.post(payload(alerts, self.cfg.external_url))
-        self._endpoint.check_vendor(reply, ("errcode",), ("errmsg",), RATE_LIMITED)
+    def __init__(self, cfg: WeComConfig, session: aiohttp.ClientSession) -> None:
+        super().__init__(cfg, session)
+
+    def message(self, alerts: Sequence[Notification]) -> tuple[Any, str | None]:
+        """The markdown message, to the configured URL."""
+        return payload(alerts, self.cfg.external_url), None

@@ -13,6 +13,7 @@ from citywatch.grafana.model import (
     UNIT_VAR,
     alert_annotations,
     dashboard,
+    field_unit,
     influx,
     keep_if,
     panel,
@@ -50,16 +51,7 @@ PERIOD_VAR["sort"] = 2
 
 
 def _rate_overrides() -> list[JSON]:
-    return [
-        {
-            "matcher": {"id": "byName", "options": name},
-            "properties": [
-                {"id": "unit", "value": "percentunit"},
-                {"id": "displayName", "value": f"{label} {name}"},
-            ],
-        }
-        for name, label in RATES.items()
-    ]
+    return [field_unit(name, "percentunit", f"{label} {name}") for name, label in RATES.items()]
 
 
 def _steps_and_kpis() -> list[JSON]:
@@ -103,13 +95,7 @@ def _steps_and_kpis() -> list[JSON]:
             ],
             overrides=[
                 *_rate_overrides(),
-                {
-                    "matcher": {"id": "byName", "options": "mean_disposal_seconds"},
-                    "properties": [
-                        {"id": "unit", "value": "s"},
-                        {"id": "displayName", "value": "平均处置时长"},
-                    ],
-                },
+                field_unit("mean_disposal_seconds", "s", "平均处置时长"),
             ],
         ),
         panel(

@@ -13,9 +13,11 @@ from citywatch.grafana.model import (
     UNIT_VAR,
     alert_annotations,
     dashboard,
+    field_unit,
     influx,
     keep_if,
     last_by,
+    map_layer,
     panel,
     prom,
     value_colors,
@@ -65,28 +67,8 @@ def _map() -> JSON:
             "basemap": {"config": {}, "name": "底图", "type": "default"},
             "controls": {"mouseWheelZoom": True, "showAttribution": True, "showZoom": True},
             "layers": [
-                {
-                    "config": {
-                        "showLegend": False,
-                        "style": {"color": {"fixed": "green"}, "size": {"fixed": 5}},
-                    },
-                    "filterData": {"id": "byRefId", "options": "A"},
-                    "location": layer,
-                    "name": "定位 (15 分钟内)",
-                    "tooltip": True,
-                    "type": "markers",
-                },
-                {
-                    "config": {
-                        "showLegend": True,
-                        "style": {"color": {"field": "rule", "fixed": "red"}, "size": {"fixed": 9}},
-                    },
-                    "filterData": {"id": "byRefId", "options": "B"},
-                    "location": layer,
-                    "name": "巡查告警中",
-                    "tooltip": True,
-                    "type": "markers",
-                },
+                map_layer("A", "定位 (15 分钟内)", layer, {"fixed": "green"}, 5, legend=False),
+                map_layer("B", "巡查告警中", layer, {"field": "rule", "fixed": "red"}, 9),
             ],
             "tooltip": {"mode": "details"},
             "view": {"id": "fit", "lat": 32.45, "lon": 119.92, "zoom": 14},
@@ -179,15 +161,7 @@ def _cases() -> list[JSON]:
                 "showHeader": True,
                 "sortBy": [{"desc": False, "displayName": "overdue_since"}],
             },
-            overrides=[
-                {
-                    "matcher": {"id": "byName", "options": "overdue_since"},
-                    "properties": [
-                        {"id": "unit", "value": "dateTimeFromNow"},
-                        {"id": "displayName", "value": "超期 overdue since"},
-                    ],
-                }
-            ],
+            overrides=[field_unit("overdue_since", "dateTimeFromNow", "超期 overdue since")],
             transformations=[
                 *last_by(["fingerprint"], red_fields, "A"),
                 keep_if("status", "^firing$", "A"),

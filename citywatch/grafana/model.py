@@ -247,6 +247,38 @@ def keep_if(field: str, pattern: str, ref: str) -> JSON:
     }
 
 
+def field_unit(field: str, unit: str, display: str = "") -> JSON:
+    """An override showing ``field`` in ``unit``, titled ``display`` if given."""
+    properties: list[JSON] = [{"id": "unit", "value": unit}]
+    if display:
+        properties.append({"id": "displayName", "value": display})
+    return {"matcher": {"id": "byName", "options": field}, "properties": properties}
+
+
+def map_layer(
+    ref: str,
+    name: str,
+    location: JSON,
+    color: JSON,
+    size: int,
+    *,
+    route: bool = False,
+    legend: bool = True,
+) -> JSON:
+    """A geomap layer of query ``ref``'s rows at ``location``: markers with a tooltip, or
+    with ``route`` a line with arrows; ``color`` is Grafana's color setting, ``size`` fixed."""
+    layer: JSON = {
+        "filterData": {"id": "byRefId", "options": ref},
+        "location": location,
+        "name": name,
+        "type": "route" if route else "markers",
+    }
+    style = {"color": color, "size": {"fixed": size}}
+    if route:
+        return {**layer, "config": {"arrow": 1, "style": style}}
+    return {**layer, "config": {"showLegend": legend, "style": style}, "tooltip": True}
+
+
 def value_colors(field: str, colors: dict[str, tuple[str, str]]) -> JSON:
     """An override giving each value of ``field`` a colour and a display text."""
     mappings = {

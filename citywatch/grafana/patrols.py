@@ -8,7 +8,9 @@ from citywatch.grafana.model import (
     JSON,
     alert_annotations,
     dashboard,
+    field_unit,
     influx,
+    map_layer,
     panel,
     query_var,
 )
@@ -63,27 +65,8 @@ def _track() -> JSON:
             "basemap": {"config": {}, "name": "底图", "type": "default"},
             "controls": {"mouseWheelZoom": True, "showZoom": True},
             "layers": [
-                {
-                    "config": {
-                        "arrow": 1,
-                        "style": {"color": {"fixed": "blue"}, "size": {"fixed": 3}},
-                    },
-                    "filterData": {"id": "byRefId", "options": "A"},
-                    "location": loc,
-                    "name": "轨迹",
-                    "type": "route",
-                },
-                {
-                    "config": {
-                        "showLegend": True,
-                        "style": {"color": {"fixed": "orange"}, "size": {"fixed": 8}},
-                    },
-                    "filterData": {"id": "byRefId", "options": "B"},
-                    "location": loc,
-                    "name": "巡查告警",
-                    "tooltip": True,
-                    "type": "markers",
-                },
+                map_layer("A", "轨迹", loc, {"fixed": "blue"}, 3, route=True),
+                map_layer("B", "巡查告警", loc, {"fixed": "orange"}, 8),
             ],
             "view": {"id": "fit", "lat": 32.45, "lon": 119.92, "zoom": 15},
         },
@@ -130,18 +113,9 @@ def _coverage() -> list[JSON]:
                 )
             ],
             overrides=[
-                {
-                    "matcher": {"id": "byName", "options": "share"},
-                    "properties": [{"id": "unit", "value": "percentunit"}],
-                },
-                {
-                    "matcher": {"id": "byName", "options": "distance_m"},
-                    "properties": [{"id": "unit", "value": "lengthm"}],
-                },
-                {
-                    "matcher": {"id": "byName", "options": "as_of"},
-                    "properties": [{"id": "unit", "value": "dateTimeAsIso"}],
-                },
+                field_unit("share", "percentunit"),
+                field_unit("distance_m", "lengthm"),
+                field_unit("as_of", "dateTimeAsIso"),
             ],
         ),
         panel(
@@ -162,14 +136,8 @@ def _coverage() -> list[JSON]:
                 )
             ],
             overrides=[
-                {
-                    "matcher": {"id": "byName", "options": "since"},
-                    "properties": [{"id": "unit", "value": "dateTimeAsIso"}],
-                },
-                {
-                    "matcher": {"id": "byName", "options": "held"},
-                    "properties": [{"id": "unit", "value": "s"}],
-                },
+                field_unit("since", "dateTimeAsIso"),
+                field_unit("held", "s"),
             ],
         ),
     ]

@@ -23,9 +23,10 @@ from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from citywatch.clock import Clock
+from citywatch.metrics import MetricSet
 from citywatch.models import CaseKpi
 from citywatch.rules.cases.store import CaseStore
 from citywatch.sink import Sink
@@ -265,16 +266,16 @@ class StoreQuery(Protocol):
     def __call__(self, fn: Callable[[CaseStore], T], /) -> Awaitable[T]: ...
 
 
-class KpiMetrics:
+class KpiMetrics(MetricSet):
     """``citywatch_case_kpi{city, unit, kpi}``: this month's KPIs so far."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.kpi = Gauge(
+        super().__init__(registry)
+        self.kpi = self.gauge(
             "citywatch_case_kpi",
             "Case KPIs (CJ/T 292) of the current month so far, per city and responsible unit "
             "(unit _all: the whole city); rates as fractions, absent without a denominator",
             ["city", "unit", "kpi"],
-            registry=registry,
         )
         self._shown: set[tuple[str, str, str]] = set()
 

@@ -19,7 +19,15 @@ import orjson
 from jsonschema import Draft202012Validator
 
 from citywatch.app.service import Service
-from tests.helpers import Listener, Publisher, await_until, settings_for
+from tests.helpers import (
+    FAST_OFFLINE,
+    Listener,
+    Publisher,
+    await_until,
+    connected,
+    settings_for,
+    shift_start,
+)
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
@@ -36,17 +44,6 @@ ALERTING = {
 }
 
 
-def shift_start(device: str, lead: str) -> dict[str, Any]:
-    return {
-        "ts": time.time(),
-        "action": "start",
-        "device": device,
-        "grids": ["321202001001001"],
-        "lead": lead,
-        "role": "inspector",
-    }
-
-
 @contextlib.asynccontextmanager
 async def started(
     mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
@@ -57,16 +54,13 @@ async def started(
         influx.url,
         influx_db,
         tmp_path / "var",
-        patrols={"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}},
+        patrols=FAST_OFFLINE,
         alerting=ALERTING,
     )
     alerts = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#")
     letters = Listener(mosquitto.port, f"citywatch/{CITY}/deadletter")
     try:
-        async with Service(settings, ["collector", "rules"]) as svc:
-            assert svc.source is not None and svc.push is not None
-            await svc.source.wait_connected(10)
-            await svc.push.wait_connected(10)
+        async with connected(settings, ["collector", "rules"], push=True) as svc:
             yield svc, alerts, letters
     finally:
         alerts.close()

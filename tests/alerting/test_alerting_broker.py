@@ -15,16 +15,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
-from citywatch.alerting.channels import Channels
 from citywatch.alerting.config import AlertingConfig
-from citywatch.alerting.metrics import AlertingMetrics
 from citywatch.alerting.notifiers.mqtt import MqttPush
 from citywatch.alerting.service import Alerting
 from citywatch.clock import ManualClock
 from citywatch.config import load_section, parse_mqtt_url
 from citywatch.models import AlertEvent
+from tests.alerting.standalone import standalone
 from tests.helpers import Listener, await_until
 from tests.services import Mosquitto
 
@@ -68,14 +66,7 @@ async def running(
     push = MqttPush(parse_mqtt_url(broker.url), f"push-{uuid.uuid4().hex[:6]}", "citywatch")
     async with push, aiohttp.ClientSession() as session:
         assert await push.wait_connected(10)
-        alerting = Alerting(
-            cfg,
-            data / "alerts.sqlite",
-            Channels(cfg, push, session),
-            None,
-            AlertingMetrics(CollectorRegistry()),
-            clock,
-        )
+        alerting = standalone(cfg, data, push, session, clock)
         async with alerting:
             yield alerting
 

@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from citywatch.alerting.channels import Channels
 from citywatch.alerting.config import AlertingConfig
 from citywatch.alerting.lifecycle import due
-from citywatch.alerting.metrics import AlertingMetrics
 from citywatch.alerting.model import Alert
 from citywatch.alerting.notifiers.base import Notification
 from citywatch.alerting.service import Alerting
@@ -22,6 +19,7 @@ from citywatch.alerting.silences import Matcher
 from citywatch.clock import ManualClock
 from citywatch.config import load_section
 from citywatch.models import AlertEvent
+from tests.alerting.standalone import standalone
 from tests.helpers import await_until
 
 CHAIN = {
@@ -74,14 +72,7 @@ async def running(
 ) -> AsyncIterator[tuple[Alerting, Recorder]]:
     cfg = load_section(AlertingConfig, raw, "alerting")
     rec = Recorder()
-    alerting = Alerting(
-        cfg,
-        tmp_path / "alerts.sqlite",
-        Channels(cfg, rec, None),
-        None,
-        AlertingMetrics(CollectorRegistry()),
-        clock,
-    )
+    alerting = standalone(cfg, tmp_path, rec, None, clock)
     async with alerting:
         yield alerting, rec
 

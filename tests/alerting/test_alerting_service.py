@@ -7,10 +7,6 @@ before its notification was delivered; after the restart it is delivered once.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,36 +15,32 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from citywatch.app.service import Service
 from citywatch.sqlite import read_manifest
-from tests.helpers import Listener, Publisher, await_until, settings_for, wait_until
+from tests.helpers import (
+    FAST_OFFLINE,
+    Listener,
+    Publisher,
+    ServiceProcess,
+    await_until,
+    connected,
+    settings_for,
+    shift_start,
+    wait_until,
+)
 from tests.services import Influx, Mosquitto, free_port
 
 CITY = "321200"
-FAST = {"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}}
-
-
-def shift_start(device: str, lead: str) -> dict[str, Any]:
-    return {
-        "ts": time.time(),
-        "action": "start",
-        "device": device,
-        "grids": ["321202001001001"],
-        "lead": lead,
-        "role": "inspector",
-    }
 
 
 async def test_offline_handheld_is_pushed_to_the_patrol_lead_and_resolved(
     mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
-    settings = settings_for(mosquitto.url, influx.url, influx_db, tmp_path / "var", patrols=FAST)
+    settings = settings_for(
+        mosquitto.url, influx.url, influx_db, tmp_path / "var", patrols=FAST_OFFLINE
+    )
     listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#")
     try:
-        async with Service(settings, ["collector", "rules"]) as svc:
-            assert svc.source is not None and svc.push is not None
-            await svc.source.wait_connected(10)
-            await svc.push.wait_connected(10)
+        async with connected(settings, ["collector", "rules"], push=True) as svc:
             with Publisher(mosquitto.port) as pub:
                 pub.send_all(
                     [(f"citywatch/{CITY}/officers/off-3/shift", shift_start("dev-3", "lead-9"))]
@@ -106,21 +98,12 @@ def test_sigkill_between_firing_and_delivery_delivers_once(
     server = threading.Thread(target=loop.run_forever, daemon=True)
     server.start()
 
-    api_port = free_port()
-    env = dict(
-        os.environ,
-        CITYWATCH_MQTT_URL=mosquitto.url,
-        CITYWATCH_INFLUX_URL=influx.url,
-        CITYWATCH_INFLUX_DB=influx_db,
-        CITYWATCH_API_ADDR=f"127.0.0.1:{api_port}",
-        CITYWATCH_DATA_DIR=str(tmp_path / "var"),
-    )
     config = tmp_path / "cw.yaml"
     config.write_text(
         orjson.dumps(
             {
                 "mqtt": {"client_id": f"kill-{influx_db}"},
-                "patrols": FAST,
+                "patrols": FAST_OFFLINE,
                 "alerting": {
                     "delivery": {"backoff_initial": "200ms", "backoff_max": "500ms"},
                     "receivers": {
@@ -138,27 +121,20 @@ def test_sigkill_between_firing_and_delivery_delivers_once(
             }
         ).decode()
     )
-    cmd = [sys.executable, "-m", "citywatch", "run", "--config", str(config)]
-    log = tmp_path / "service.log"
-
-    def start() -> subprocess.Popen[bytes]:
-        with open(log, "ab") as fh:
-            return subprocess.Popen(cmd, env=env, stdout=fh, stderr=fh)
-
-    proc = start()
+    svc = ServiceProcess(mosquitto, influx, influx_db, tmp_path, ["--config", str(config)])
+    svc.start()
     try:
-        wait_until(lambda: _metric(api_port, "citywatch_mqtt_connected") == 1, what="service up")
+        wait_until(lambda: svc.metric("citywatch_mqtt_connected") == 1, what="service up")
         with Publisher(mosquitto.port) as pub:
             pub.send_all(
                 [(f"citywatch/{CITY}/officers/off-5/shift", shift_start("dev-5", "lead-5"))]
             )
         # Fired, and the receiver refused it twice: it waits in the outbox.
         wait_until(lambda: hook.attempts >= 2, what="delivery attempts")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        svc.kill()
         assert hook.got == []
         hook.up = True
-        proc = start()
+        svc.start()
         wait_until(lambda: len(hook.got) >= 1, what="delivery after the restart")
         # The handheld comes back: the resolution follows the firing, in order, once each.
         with Publisher(mosquitto.port) as pub:
@@ -168,21 +144,6 @@ def test_sigkill_between_firing_and_delivery_delivers_once(
         epoch = read_manifest(tmp_path / "var")["alerts.sqlite"]["epoch"]
         assert ids == [f"{epoch}-1-1-fire0-lead-5", f"{epoch}-1-1-resolve0-lead-5"], ids
     finally:
-        proc.terminate()
-        proc.wait(10)
+        svc.stop()
         loop.call_soon_threadsafe(loop.stop)
         server.join(5)
-
-
-def _metric(port: int, name: str) -> float:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return -1.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return -1.0

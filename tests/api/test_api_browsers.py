@@ -18,8 +18,8 @@ import orjson
 import pytest
 
 from citywatch.app.service import Service
-from tests.api.test_api_service import Api, two_alerts
-from tests.helpers import settings_for
+from tests.api.service import Api, api_service
+from tests.api.test_api_service import two_alerts
 from tests.services import Influx, Mosquitto
 
 EVIL = "http://evil.example"
@@ -31,19 +31,11 @@ SILENCE = {"matchers": [{"name": "grid", "value": "321203.*", "op": "=~"}], "com
 async def local(
     mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Service, Api]]:
-    settings = settings_for(
-        mosquitto.url,
-        influx.url,
-        influx_db,
-        tmp_path / "var",
-        patrols={"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}},
-        api={"allowed_origins": [FRIEND], "rate_limit": 1000.0, "rate_burst": 1000},
-    )
-    assert not settings.api.tokens
-    async with Service(settings, ["collector", "rules"]) as svc, aiohttp.ClientSession() as s:
-        assert svc.source is not None
-        await svc.source.wait_connected(10)
-        yield svc, Api(f"http://127.0.0.1:{svc.http_port}", s)
+    async with api_service(
+        mosquitto, influx, influx_db, tmp_path, allowed_origins=[FRIEND]
+    ) as running:
+        assert not running[0].settings.api.tokens
+        yield running
 
 
 async def test_other_web_pages_cannot_act_without_tokens(

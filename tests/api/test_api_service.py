@@ -8,77 +8,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
 from citywatch.app.service import Service
-from tests.helpers import Publisher, await_until, settings_for
+from tests.api.service import CITY, TOKENS, Api, api_service, auth
+from tests.helpers import Publisher, await_until, shift_start
 from tests.services import Influx, Mosquitto
 
-CITY = "321200"
-TOKENS = [
-    {"name": "duty-desk", "token": "duty-secret-1", "role": "supervisor"},
-    {
-        "name": "lead-7",
-        "token": "lead7-secret",
-        "role": "supervisor",
-        "cities": [CITY],
-        "grids": ["321202001"],
-    },
-    {
-        "name": "lead-8",
-        "token": "lead8-secret",
-        "role": "supervisor",
-        "cities": [CITY],
-        "grids": ["321203"],
-    },
-    {"name": "wall", "token": "wall-viewer", "role": "viewer"},
-    {"name": "root", "token": "root-admin-1", "role": "admin"},
-]
 GRID_7 = "321202001001001"
 GRID_8 = "321203001001001"
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-class Api:
-    def __init__(self, base: str, session: aiohttp.ClientSession) -> None:
-        self.base = base
-        self.session = session
-
-    async def call(
-        self, method: str, path: str, token: str | None = "duty-secret-1", **kw: Any
-    ) -> tuple[int, Any]:
-        headers = kw.pop("headers", {})
-        if token is not None:
-            headers.update(auth(token))
-        async with self.session.request(method, self.base + path, headers=headers, **kw) as r:
-            body = await r.read()
-            try:
-                return r.status, orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return r.status, body
 
 
 @pytest.fixture
 async def running(
     mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Service, Api]]:
-    settings = settings_for(
-        mosquitto.url,
-        influx.url,
-        influx_db,
-        tmp_path / "var",
-        patrols={"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}},
-        api={"tokens": TOKENS, "rate_limit": 1000.0, "rate_burst": 1000},
-    )
-    async with Service(settings, ["collector", "rules"]) as svc, aiohttp.ClientSession() as s:
-        assert svc.source is not None
-        await svc.source.wait_connected(10)
-        yield svc, Api(f"http://127.0.0.1:{svc.http_port}", s)
+    async with api_service(mosquitto, influx, influx_db, tmp_path, tokens=TOKENS) as running:
+        yield running
 
 
 def start_shifts(port: int) -> None:
@@ -88,14 +35,7 @@ def start_shifts(port: int) -> None:
             ("off-7", "dev-7", GRID_7, "lead-7"),
             ("off-8", "dev-8", GRID_8, "lead-8"),
         ):
-            shift = {
-                "ts": now,
-                "action": "start",
-                "device": device,
-                "grids": [grid],
-                "lead": lead,
-                "role": "inspector",
-            }
+            shift = shift_start(device, lead, grid, ts=now)
             pub.send_all(
                 [
                     (f"citywatch/{CITY}/officers/{officer}/shift", shift),

@@ -20,7 +20,9 @@ from citywatch.app.service import Service
 from citywatch.geo import offset_m
 from citywatch.rules.patrols.grids import Grids
 from citywatch.simulate.grid import make_district, write_geojson
-from tests.helpers import Publisher, settings_for
+from tests.api.service import CITY
+from tests.api.service import TOKENS as API_TOKENS
+from tests.helpers import Publisher, connected, settings_for, shift_start
 from tests.services import Influx, Mosquitto
 
 CHROMIUM_ARGS = [
@@ -34,17 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SHOTS = Path("/tmp/console-shots")
-CITY = "321200"
-TOKENS = [
-    {"name": "duty-desk", "token": "duty-secret-1", "role": "supervisor"},
-    {
-        "name": "lead-7",
-        "token": "lead7-secret",
-        "role": "supervisor",
-        "cities": [CITY],
-        "grids": ["321202001"],
-    },
-]
+TOKENS = API_TOKENS[:2]  # the duty desk, and lead-7 who sees grid 321202001 only
 PATROLS = {
     "offline": {"after": "1s"},
     "gps_lost": {"after": "30s"},
@@ -89,9 +81,7 @@ async def running(
     settings = dataclasses.replace(settings, grids_file=str(grids_file))
     shots = tmp_path / "shots"
     shots.mkdir()
-    async with Service(settings, ["collector", "rules"]) as svc:
-        assert svc.source is not None
-        await svc.source.wait_connected(10)
+    async with connected(settings, ["collector", "rules"]) as svc:
         yield Running(svc, f"http://127.0.0.1:{svc.http_port}", Grids.from_geojson(fc), shots)
 
 
@@ -129,15 +119,7 @@ async def sign_in(page: Page, token: str) -> None:
 
 
 def shift(officer: str, device: str, grid: str) -> tuple[str, dict[str, Any]]:
-    doc = {
-        "ts": time.time(),
-        "action": "start",
-        "device": device,
-        "grids": [grid],
-        "lead": "lead-7",
-        "role": "inspector",
-    }
-    return f"citywatch/{CITY}/officers/{officer}/shift", doc
+    return f"citywatch/{CITY}/officers/{officer}/shift", shift_start(device, "lead-7", grid)
 
 
 def fix(device: str, at: tuple[float, float], east: float = 0.0) -> tuple[str, dict[str, Any]]:

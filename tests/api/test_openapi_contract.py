@@ -29,8 +29,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 from schemathesis.transport import requests as st_requests
 
-from citywatch.app.service import Service
-from tests.helpers import Publisher, settings_for, wait_until
+from tests.helpers import FAST_OFFLINE, Publisher, connected, settings_for, shift_start, wait_until
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
@@ -53,7 +52,7 @@ class LiveService:
             influx.url,
             db,
             data_dir,
-            patrols={"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}},
+            patrols=FAST_OFFLINE,
             api={"tokens": TOKENS, "rate_limit": 100_000.0, "rate_burst": 100_000},
         )
         self.base = ""
@@ -73,9 +72,7 @@ class LiveService:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with Service(self.settings, ["collector", "rules"]) as svc:
-            assert svc.source is not None
-            await svc.source.wait_connected(10)
+        async with connected(self.settings, ["collector", "rules"]) as svc:
             self.base = f"http://127.0.0.1:{svc.http_port}"
             self._ready.set()
             await self._stop.wait()
@@ -101,14 +98,7 @@ def _get(base: str, path: str) -> Any:
 def _prepare(base: str, port: int) -> None:
     """An officer on shift (whose handheld then goes offline: an alert), and a silence."""
     now = time.time()
-    shift = {
-        "ts": now,
-        "action": "start",
-        "device": "dev-c1",
-        "grids": [GRID],
-        "lead": "lead-c",
-        "role": "inspector",
-    }
+    shift = shift_start("dev-c1", "lead-c", GRID, ts=now)
     fix = {"ts": now, "lat": 32.45, "lon": 119.92, "acc": 5}
     with Publisher(port) as pub:
         pub.send_all(

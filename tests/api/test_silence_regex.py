@@ -6,9 +6,6 @@ API that stops answering instead of a test that never returns.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from tests.helpers import Publisher, wait_until
-from tests.services import Influx, Mosquitto, free_port
+from tests.helpers import FAST_OFFLINE, Publisher, ServiceProcess, shift_start, wait_until
+from tests.services import Influx, Mosquitto
 
 CITY = "321200"
 TOKEN = "duty-secret-1"
@@ -59,29 +56,20 @@ def up(port: int) -> bool:
 def test_a_pathological_silence_pattern_does_not_stall_the_service(
     mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = dict(
-        os.environ,
-        CITYWATCH_MQTT_URL=mosquitto.url,
-        CITYWATCH_INFLUX_URL=influx.url,
-        CITYWATCH_INFLUX_DB=influx_db,
-        CITYWATCH_API_ADDR=f"127.0.0.1:{port}",
-        CITYWATCH_DATA_DIR=str(tmp_path / "var"),
-    )
     config = tmp_path / "cw.yaml"
     config.write_bytes(
         orjson.dumps(
             {
                 "mqtt": {"client_id": f"silence-{influx_db}"},
-                "patrols": {"offline": {"after": "1s"}, "gps_lost": {"after": "30s"}},
+                "patrols": FAST_OFFLINE,
                 "api": {"tokens": [{"name": "duty-desk", "token": TOKEN, "role": "supervisor"}]},
             }
         )
     )
-    cmd = [sys.executable, "-m", "citywatch", "run", "--config", str(config)]
-    with open(tmp_path / "service.log", "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
-    try:
+    svc = ServiceProcess(mosquitto, influx, influx_db, tmp_path, ["--config", str(config)])
+    port = svc.port
+    # Stopping kills the process if SIGTERM is not handled: a loop stuck in a match never does.
+    with svc:
         wait_until(lambda: up(port), what="the service")
         status, doc = call(
             port,
@@ -101,14 +89,7 @@ def test_a_pathological_silence_pattern_does_not_stall_the_service(
                 [
                     (
                         f"citywatch/{CITY}/officers/{OFFICER}/shift",
-                        {
-                            "ts": time.time(),
-                            "action": "start",
-                            "device": "dev-x",
-                            "grids": ["321202001001001"],
-                            "lead": "lead-7",
-                            "role": "inspector",
-                        },
+                        shift_start("dev-x", "lead-7"),
                     )
                 ]
             )
@@ -125,11 +106,3 @@ def test_a_pathological_silence_pattern_does_not_stall_the_service(
         for _ in range(3):
             assert call(port, "GET", "/healthz") == (200, {"status": "ok"})
             time.sleep(0.2)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            # A loop stuck in a match never handles SIGTERM.
-            proc.kill()
-            proc.wait(10)

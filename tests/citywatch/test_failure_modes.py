@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from citywatch.app.service import Service
-from tests.helpers import Publisher, await_until, settings_for, wait_until, with_client_id
-from tests.services import Influx, Mosquitto, free_port
+from tests.helpers import (
+    Publisher,
+    ServiceProcess,
+    await_until,
+    settings_for,
+    wait_until,
+    with_client_id,
+)
+from tests.services import Influx, Mosquitto
 
 CITY = "321200"
 
@@ -137,53 +139,18 @@ async def test_broker_restart_mid_stream(
         assert (svc.registry.get_sample_value("citywatch_mqtt_reconnects_total") or 0) >= 1
 
 
-def _metric(port: int, name: str) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return -1.0
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
-
-
 def test_sigkill_mid_stream_loses_nothing(
     mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
-    api_port = free_port()
-    env = dict(
-        os.environ,
-        CITYWATCH_MQTT_URL=mosquitto.url,
-        CITYWATCH_INFLUX_URL=influx.url,
-        CITYWATCH_INFLUX_DB=influx_db,
-        CITYWATCH_API_ADDR=f"127.0.0.1:{api_port}",
-        CITYWATCH_DATA_DIR=str(tmp_path / "var"),
-    )
     config = tmp_path / "cw.yaml"
     config.write_text(f"mqtt: {{client_id: kill-{influx_db}}}\ninflux: {{flush_interval: 200ms}}\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "citywatch",
-        "run",
-        "--only",
-        "collector",
-        "--config",
-        str(config),
-    ]
-    log = tmp_path / "service.log"
-
-    def start() -> subprocess.Popen[bytes]:
-        with open(log, "ab") as fh:
-            return subprocess.Popen(cmd, env=env, stdout=fh, stderr=fh)
-
-    proc = start()
+    svc = ServiceProcess(
+        mosquitto, influx, influx_db, tmp_path, ["--only", "collector", "--config", str(config)]
+    )
+    svc.start()
     total = 3000
     try:
-        wait_until(lambda: _metric(api_port, "citywatch_mqtt_connected") == 1, what="service up")
+        wait_until(lambda: svc.metric("citywatch_mqtt_connected") == 1, what="service up")
         published = threading.Event()
 
         def publish() -> None:
@@ -195,14 +162,12 @@ def test_sigkill_mid_stream_loses_nothing(
 
         t = threading.Thread(target=publish)
         t.start()
-        wait_until(lambda: _metric(api_port, "citywatch_write_points_total") >= 500, what="writes")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        wait_until(lambda: svc.metric("citywatch_write_points_total") >= 500, what="writes")
+        svc.kill()
         assert influx.count("gps", influx_db) < total, "killed before the end of the stream"
-        proc = start()
+        svc.start()
         t.join(60)
         assert published.is_set()
         wait_until(lambda: influx.count("gps", influx_db) == total, timeout=60, what="all stored")
     finally:
-        proc.terminate()
-        proc.wait(10)
+        svc.stop()

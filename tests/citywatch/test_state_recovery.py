@@ -12,13 +12,11 @@ leaves a data directory that each test copies and spoils.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -30,7 +28,7 @@ import orjson
 import pytest
 
 from citywatch.sqlite import read_manifest
-from tests.helpers import Listener, Publisher, wait_until
+from tests.helpers import Listener, Publisher, service_env, shift_start, wait_until
 from tests.services import Influx, Mosquitto, free_port
 
 CITY = "321200"
@@ -48,15 +46,7 @@ class Cli:
     data: Path
 
     def _env(self, api_port: int) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
-        env.update(
-            CITYWATCH_MQTT_URL=self.mosquitto.url,
-            CITYWATCH_INFLUX_URL=self.influx.url,
-            CITYWATCH_INFLUX_DB=self.db,
-            CITYWATCH_API_ADDR=f"127.0.0.1:{api_port}",
-            CITYWATCH_DATA_DIR=str(self.data),
-        )
-        return env
+        return service_env(self.mosquitto.url, self.influx.url, self.db, api_port, self.data)
 
     def _cmd(self, *extra: str) -> list[str]:
         config = self.data.parent / "cw.yaml"
@@ -113,14 +103,7 @@ def offline_push(mosquitto: Mosquitto, officer: str, lead: str) -> dict[str, Any
     listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/{lead}")
     try:
         with Publisher(mosquitto.port) as pub:
-            start = {
-                "ts": time.time(),
-                "action": "start",
-                "device": f"dev-{officer}",
-                "grids": ["321202001001001"],
-                "lead": lead,
-                "role": "inspector",
-            }
+            start = shift_start(f"dev-{officer}", lead)
             pub.send_all([(f"citywatch/{CITY}/officers/{officer}/shift", start)])
         doc: dict[str, Any] = orjson.loads(listener.wait_for(1)[0][1])
         assert doc["rule"] == "device_offline" and doc["officer"] == officer

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from citywatch.app.service import Service
-from tests.helpers import Listener, Publisher, await_until, settings_for
+from tests.helpers import Listener, Publisher, await_until, connected, settings_for
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
@@ -29,9 +28,7 @@ async def test_a_batch_of_bad_fixes_is_one_dead_letter(
     payload = orjson.dumps(batch)
     dl = Listener(mosquitto.port, "citywatch/+/deadletter")
     try:
-        async with Service(settings, ["collector"]) as svc:
-            assert svc.source is not None
-            await svc.source.wait_connected(10)
+        async with connected(settings, ["collector"]) as svc:
             with Publisher(mosquitto.port) as pub:
                 # The second message's dead letter comes after every one of the first's.
                 pub.send_all([(BATCH, payload), (LAST, b"{not json")])

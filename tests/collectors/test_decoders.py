@@ -8,7 +8,6 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from citywatch.collectors.config import IngestConfig, OwnTracksConfig
 from citywatch.collectors.decode import BatchDecoder, Decoded
 from citywatch.collectors.message import Incoming
 from citywatch.collectors.metrics import CollectorMetrics
@@ -23,18 +22,20 @@ from citywatch.models import (
     Record,
     ShiftEvent,
 )
+from tests.collectors.samples import (
+    CASE,
+    CFG,
+    CITY,
+    GPS,
+    HEARTBEAT,
+    NOW,
+    OWNTRACKS,
+    SHIFT,
+    STATUS,
+    TS,
+)
 
-CITY = "321200"
-NOW = 1795313731.0  # 2026-11-22T02:15:31Z, citywatch's clock on receipt
-TS = 1795313730.25  # 2026-11-22T02:15:30.25Z
 TS_TEXT = "2026-11-22T10:15:30.250+08:00"
-GPS = f"citywatch/{CITY}/devices/cgt-0042/gps"
-HEARTBEAT = f"citywatch/{CITY}/devices/cgt-0042/heartbeat"
-STATUS = f"citywatch/{CITY}/devices/cgt-0042/status"
-SHIFT = f"citywatch/{CITY}/officers/INS0042/shift"
-CASE = f"citywatch/{CITY}/cases/3212002026112200417/events"
-OWNTRACKS = "owntracks/alice/phone"
-CFG = IngestConfig(owntracks=OwnTracksConfig(city=CITY, devices={"alice/phone": "ot-alice"}))
 
 
 def payload(body: Any) -> bytes:

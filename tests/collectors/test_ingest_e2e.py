@@ -7,9 +7,16 @@ from pathlib import Path
 
 import orjson
 
-from citywatch.app.service import Service
 from citywatch.geo import gcj02_to_wgs84
-from tests.helpers import Listener, Publisher, await_until, rfc3339, settings_for
+from tests.helpers import (
+    Listener,
+    Publisher,
+    await_until,
+    connected,
+    rfc3339,
+    settings_for,
+    shift_start,
+)
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
@@ -28,9 +35,7 @@ async def test_every_message_kind_reaches_influxdb(
     )
     now = time.time()
     dl = Listener(mosquitto.port, "citywatch/+/deadletter")
-    async with Service(settings, ["collector"]) as svc:
-        assert svc.source is not None
-        await svc.source.wait_connected(10)
+    async with connected(settings, ["collector"]):
         root = f"citywatch/{CITY}"
         with Publisher(mosquitto.port) as pub:
             pub.send_all(
@@ -71,14 +76,7 @@ async def test_every_message_kind_reaches_influxdb(
                     (f"{root}/devices/dev-1/status", b"online"),
                     (
                         f"{root}/officers/off-1/shift",
-                        {
-                            "ts": now - 3600,
-                            "action": "start",
-                            "device": "dev-1",
-                            "grids": [GRID],
-                            "lead": "lead-1",
-                            "role": "inspector",
-                        },
+                        shift_start("dev-1", "lead-1", GRID, ts=now - 3600),
                     ),
                     (f"{root}/officers/off-1/shift", {"ts": now - 60, "action": "break_start"}),
                     (
@@ -163,9 +161,7 @@ async def test_redelivered_message_is_stored_once(
     settings = settings_for(mosquitto.url, influx.url, influx_db, tmp_path)
     now = time.time()
     fix = {"ts": now - 1, "lat": 32.45, "lon": 119.92}
-    async with Service(settings, ["collector"]) as svc:
-        assert svc.source is not None
-        await svc.source.wait_connected(10)
+    async with connected(settings, ["collector"]) as svc:
         with Publisher(mosquitto.port) as pub:
             pub.send_all([(f"citywatch/{CITY}/devices/dev-9/gps", fix)] * 3)
         await await_until(

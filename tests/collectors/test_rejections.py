@@ -14,24 +14,26 @@ import pytest
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
-from citywatch.collectors.config import IngestConfig, OwnTracksConfig
+from citywatch.collectors.config import IngestConfig
 from citywatch.collectors.decode import BatchDecoder, Decoded
 from citywatch.collectors.message import Incoming
 from citywatch.collectors.metrics import CollectorMetrics
 from citywatch.collectors.reject import REASONS
 from citywatch.collectors.topics import Route, Router
 from citywatch.models import Fix, Record, Rejected
+from tests.collectors.samples import (
+    CASE,
+    CFG,
+    CITY,
+    GPS,
+    HEARTBEAT,
+    NOW,
+    OWNTRACKS,
+    SHIFT,
+    STATUS,
+    TS,
+)
 
-CITY = "321200"
-NOW = 1795313731.0  # 2026-11-22T02:15:31Z
-TS = 1795313730.25
-GPS = f"citywatch/{CITY}/devices/cgt-0042/gps"
-HEARTBEAT = f"citywatch/{CITY}/devices/cgt-0042/heartbeat"
-STATUS = f"citywatch/{CITY}/devices/cgt-0042/status"
-SHIFT = f"citywatch/{CITY}/officers/INS0042/shift"
-CASE = f"citywatch/{CITY}/cases/3212002026112200417/events"
-OWNTRACKS = "owntracks/alice/phone"
-CFG = IngestConfig(owntracks=OwnTracksConfig(city=CITY, devices={"alice/phone": "ot-alice"}))
 DEADLETTER_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "deadletter.json"
 START = {"ts": TS, "action": "start", "device": "cgt-0042", "grids": ["321202001002005"],
          "lead": "INS0020", "role": "inspector"}  # fmt: skip

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from citywatch.app.service import Service
-from tests.helpers import Publisher, await_until, settings_for
+from tests.helpers import Publisher, await_until, connected, settings_for
 from tests.services import Influx, Mosquitto
 
 
@@ -55,9 +55,7 @@ async def test_a_process_for_some_cities_takes_only_theirs(
     s = settings_for(
         mosquitto.url, influx.url, influx_db, tmp_path / "c", mqtt={"cities": ["321200"]}
     )
-    async with Service(s, ["collector"]) as svc:
-        assert svc.source is not None
-        await svc.source.wait_connected(10)
+    async with connected(s, ["collector"]) as svc:
         with Publisher(mosquitto.port) as pub:
             pub.send_all(fixes("320100", 30) + fixes("321200", 20))
         await await_until(lambda: influx.count("gps", influx_db) == 20, what="stored")

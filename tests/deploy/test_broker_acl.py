@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citywatch.app.service import Service
-from tests.helpers import await_until, settings_for
+from tests.helpers import await_until, settings_for, shift_start
 from tests.services import Mosquitto, find_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,17 +188,6 @@ def test_the_dispatch_system_publishes_shifts_only(broker: Mosquitto) -> None:
         dispatch.close()
 
 
-def _start(device: str, lead: str) -> dict[str, Any]:
-    return {
-        "ts": time.time(),
-        "action": "start",
-        "device": device,
-        "grids": ["321202001001001"],
-        "lead": lead,
-        "role": "inspector",
-    }
-
-
 async def test_a_handheld_cannot_name_its_own_lead_with_a_roster(
     broker: Mosquitto, tmp_path: Path
 ) -> None:
@@ -237,8 +225,8 @@ async def test_a_handheld_cannot_name_its_own_lead_with_a_roster(
             def letter_reasons() -> list[str]:
                 return [d["reason"] for d in watch.docs(letters)]
 
-            hh.publish(shift, _start("dev-8", "off-7"))  # itself as lead, another's handheld
-            hh.publish(shift, _start("dev-8", "lead-1"))  # the right lead, another's handheld
+            hh.publish(shift, shift_start("dev-8", "off-7"))  # itself as lead, another's handheld
+            hh.publish(shift, shift_start("dev-8", "lead-1"))  # the right lead, another's handheld
             await await_until(lambda: len(letter_reasons()) >= 2, what="two dead letters")
             assert letter_reasons() == ["roster_mismatch", "roster_mismatch"]
             first, second = watch.docs(letters)
@@ -247,7 +235,7 @@ async def test_a_handheld_cannot_name_its_own_lead_with_a_roster(
             assert rule.state_of(CITY, "off-7") is None  # no shift began
 
             # The shift as the roster has it: the offline alert goes to lead-1 alone.
-            hh.publish(shift, _start("dev-7", "lead-1"))
+            hh.publish(shift, shift_start("dev-7", "lead-1"))
             lead_alerts = f"citywatch/{CITY}/alerts/lead-1"
             await await_until(lambda: bool(watch.docs(lead_alerts)), what="the push to the lead")
             push = watch.docs(lead_alerts)[0]

@@ -18,9 +18,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from citywatch.app.service import Service
 from citywatch.simulate import SimConfig, make_district, run_simulation, write_geojson
-from tests.helpers import Publisher, await_until, settings_for
+from tests.helpers import Publisher, await_until, connected, settings_for
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
@@ -126,9 +125,7 @@ async def fill(mosquitto: Mosquitto, influx: Influx, db: str, workdir: Path) -> 
         return True
 
     stop = threading.Event()
-    async with Service(settings, ["collector", "rules"]) as svc:
-        assert svc.source is not None
-        await svc.source.wait_connected(10)
+    async with connected(settings, ["collector", "rules"]) as svc:
         loop = asyncio.get_running_loop()
         sim = loop.run_in_executor(
             None,

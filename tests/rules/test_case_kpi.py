@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
-from citywatch.app.service import Service
 from citywatch.clock import ManualClock
 from citywatch.config import ConfigError, load_section
 from citywatch.influx.schema import to_line, ts_ns
@@ -37,7 +36,7 @@ from citywatch.rules.cases.kpi import (
 from citywatch.rules.cases.machine import Replayer
 from citywatch.rules.cases.state import CaseState, apply, next_instant, overdue_instants
 from citywatch.rules.cases.store import CaseStore, Dues
-from tests.helpers import Publisher, await_until, settings_for
+from tests.helpers import Publisher, await_until, connected, settings_for
 from tests.services import Influx, Mosquitto
 
 T = TypeVar("T")
@@ -444,9 +443,7 @@ async def test_kpis_reach_influxdb_and_each_recomputation_replaces_the_point(
         return svc.registry.get_sample_value("citywatch_case_kpi", labels)
 
     life = [("reported", 0), ("filed", 5), ("dispatched", 10), ("resolved", 15)]
-    async with Service(settings, ["collector", "rules"], clock=ManualClock(t0 + 60)) as svc:
-        assert svc.source is not None
-        await svc.source.wait_connected(10)
+    async with connected(settings, ["collector", "rules"], clock=ManualClock(t0 + 60)) as svc:
         with Publisher(mosquitto.port) as pub:
             # K1 closed on time; K2 dispatched 50 s before the clock, past its 10 s limit.
             pub.send_all(send("K1", "u-roads", *life, ("verified", 20), ("closed", 25)))

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from citywatch.clock import ManualClock
 from citywatch.config import load_section
-from citywatch.models import AlertEvent, CaseEvent, Rejected
+from citywatch.models import CaseEvent
 from citywatch.rules.calendar import CalendarConfig
 from citywatch.rules.cases.config import CasesConfig
 from citywatch.rules.cases.metrics import CaseMetrics
 from citywatch.rules.cases.rule import CaseRule
-from tests.helpers import await_until
+from tests.helpers import Collect, await_until
 
 T0 = 1_790_000_000.0
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[AlertEvent] = []
-
-    async def emit(self, events: Sequence[AlertEvent]) -> None:
-        self.events.extend(events)
-
-    async def reject(self, rejected: Rejected, payload: bytes) -> None:
-        raise AssertionError(rejected)
 
 
 def rule(path: Path, filing: str, out: Collect) -> CaseRule:

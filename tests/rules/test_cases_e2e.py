@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from citywatch.app.service import Service
-from tests.helpers import Listener, Publisher, await_until, settings_for
+from tests.helpers import Listener, Publisher, await_until, connected, settings_for
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
@@ -42,9 +42,7 @@ async def test_yellow_and_red_on_time_then_resolved_across_a_restart(
         "grid": "321202001001001",
         "unit": "unit-sanitation",
     }
-    async with Service(settings, ["collector", "rules"]) as svc:
-        assert svc.source is not None
-        await svc.source.wait_connected(10)
+    async with connected(settings, ["collector", "rules"]) as svc:
         with Publisher(mosquitto.port) as pub:
             pub.send_all([(topic, report)])
         await await_until(lambda: fired(svc, "case_warning") == 1, timeout=5, what="yellow")
@@ -84,9 +82,7 @@ async def test_impossible_transition_goes_to_the_dead_letter_topic(
     now = time.time()
     dl = Listener(mosquitto.port, f"citywatch/{CITY}/deadletter")
     try:
-        async with Service(settings, ["collector", "rules"]) as svc:
-            assert svc.source is not None
-            await svc.source.wait_connected(10)
+        async with connected(settings, ["collector", "rules"]) as svc:
             with Publisher(mosquitto.port) as pub:
                 pub.send_all(
                     [
@@ -125,9 +121,7 @@ async def test_refused_case_event_names_its_topic_under_the_configured_root(
     now = time.time()
     dl = Listener(mosquitto.port, f"cw/{CITY}/deadletter")
     try:
-        async with Service(settings, ["collector", "rules"]) as svc:
-            assert svc.source is not None
-            await svc.source.wait_connected(10)
+        async with connected(settings, ["collector", "rules"]):
             with Publisher(mosquitto.port) as pub:
                 pub.send_all(
                     [

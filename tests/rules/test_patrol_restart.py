@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from citywatch.clock import ManualClock
 from citywatch.geo import offset_m
-from citywatch.models import AlertEvent, Fix, ShiftEvent
+from citywatch.models import Fix, ShiftEvent
 from citywatch.rules.patrols.config import PatrolsConfig
-from citywatch.rules.patrols.grids import Grids
 from citywatch.rules.patrols.metrics import PatrolMetrics
 from citywatch.rules.patrols.rule import PatrolRule, patrol_state
-from citywatch.simulate.grid import make_district
+from tests.helpers import Collect
+from tests.rules.district import CELL, GRIDS
 
 T0 = 1_790_000_000.0
-GRIDS = Grids.from_geojson(make_district())
-CELL = sorted(GRIDS.codes)[0]
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[AlertEvent] = []
-
-    async def emit(self, events: Sequence[AlertEvent]) -> None:
-        self.events.extend(events)
 
 
 def fixes(t0: float, n: int) -> list[Fix]:

@@ -10,7 +10,7 @@ from citywatch.app.service import Service
 from citywatch.geo import offset_m
 from citywatch.rules.patrols.grids import Grids
 from citywatch.simulate.grid import make_district, write_geojson
-from tests.helpers import Publisher, await_until, settings_for
+from tests.helpers import Publisher, await_until, connected, settings_for, shift_start
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
@@ -40,18 +40,9 @@ async def test_idle_out_of_grid_gps_lost_and_offline_fire_and_resolve(
 
     settings = dataclasses.replace(settings, grids_file=str(grids_file))
     dev = f"citywatch/{CITY}/devices/dev-7"
-    async with Service(settings, ["collector", "rules"]) as svc:
-        assert svc.source is not None
-        await svc.source.wait_connected(10)
+    async with connected(settings, ["collector", "rules"]) as svc:
         with Publisher(mosquitto.port) as pub:
-            start = {
-                "ts": time.time(),
-                "action": "start",
-                "device": "dev-7",
-                "grids": [cell],
-                "lead": "lead-1",
-                "role": "inspector",
-            }
+            start = shift_start("dev-7", "lead-1", cell)
             pub.send_all([(f"citywatch/{CITY}/officers/off-7/shift", start)])
 
             def fix(east: float) -> tuple[str, dict[str, float]]:

@@ -13,11 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client import CollectorRegistry
 
-from citywatch.alerting.channels import Channels
 from citywatch.alerting.config import AlertingConfig
-from citywatch.alerting.metrics import AlertingMetrics
 from citywatch.alerting.service import Alerting
 from citywatch.clock import SystemClock
 from citywatch.config import load_section
@@ -28,6 +25,7 @@ from tests.alerting.notifiers.fake_vendors import (
     GRAFANA_TOKEN,
     FakeVendors,
 )
+from tests.alerting.standalone import standalone
 from tests.helpers import await_until
 
 
@@ -58,14 +56,7 @@ async def alerting_for(
         raw["grafana"] = {"url": vendors.url("grafana"), "token": GRAFANA_TOKEN}
     cfg = load_section(AlertingConfig, raw, "alerting")
     async with aiohttp.ClientSession() as session:
-        alerting = Alerting(
-            cfg,
-            tmp_path / "alerts.sqlite",
-            Channels(cfg, None, session),
-            None,
-            AlertingMetrics(CollectorRegistry()),
-            SystemClock(),
-        )
+        alerting = standalone(cfg, tmp_path, None, session, SystemClock())
         async with alerting:
             yield alerting
 
