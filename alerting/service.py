@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from citywatch.aio import cancel_and_wait
+from citywatch.aio import cancel_and_wait, close_store
 from citywatch.alerting import acks, lifecycle, notify, routing
 from citywatch.alerting.channels import Channels
 from citywatch.alerting.config import AlertingConfig
@@ -121,10 +121,8 @@ class Alerting:
             pending = await self._run_io(store.pending)
         except BaseException:
             # Not entered, so never exited: close the store here (it may be moved aside next).
-            if self._store is not None:
-                await self._run_io(self._store.close)
-                self._store = None
-            self._io.shutdown(wait=False)
+            opened, self._store = self._store, None
+            await close_store(self._io, opened, wait=False)
             raise
         for s in silences:
             self.muting.put(s)
@@ -167,9 +165,7 @@ class Alerting:
             await self._outbox.__aexit__(None, None, None)
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
-        if self._store is not None:
-            await self._run_io(self._store.close)
-        self._io.shutdown(wait=True)
+        await close_store(self._io, self._store, wait=True)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:

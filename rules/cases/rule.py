@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from citywatch.aio import cancel_and_wait
+from citywatch.aio import cancel_and_wait, close_store
 from citywatch.clock import Clock
 from citywatch.models import AlertEvent, CaseEvent, Record, Rejected
 from citywatch.rules.calendar import CalendarConfig, holiday_table_bytes, make_calendar
@@ -109,10 +109,8 @@ class CaseRule:
             loaded = await self._run_io(lambda: list(store.load_open()))
         except BaseException:
             # Not entered, so never exited: close the store here (it may be moved aside next).
-            if self._store is not None:
-                await self._run_io(self._store.close)
-                self._store = None
-            self._io.shutdown(wait=False)
+            opened, self._store = self._store, None
+            await close_store(self._io, opened, wait=False)
             raise
         if await self._run_io(store.get_meta, "config") != self.fingerprint:
             loaded = self._recompute(loaded)
@@ -165,9 +163,7 @@ class CaseRule:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
-        if self._store is not None:
-            await self._run_io(self._store.close)
-        self._io.shutdown(wait=True)
+        await close_store(self._io, self._store, wait=True)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from citywatch.aio import cancel_and_wait
+from citywatch.aio import cancel_and_wait, close_store
 from citywatch.clock import Clock
 from citywatch.models import (
     AlertEvent,
@@ -129,10 +129,8 @@ class PatrolRule(Persistence):
             self._restore(rows, layout, v1)
         except BaseException:
             # Not entered, so never exited: close the store here (it may be moved aside next).
-            if self._store is not None:
-                await loop.run_in_executor(self._io, self._store.close)
-                self._store = None
-            self._io.shutdown(wait=False)
+            opened, self._store = self._store, None
+            await close_store(self._io, opened, wait=False)
             raise
         log.info(
             "restored %d officers (%d on shift) in %.2fs",
@@ -157,9 +155,7 @@ class PatrolRule(Persistence):
             await self._write_coverage(self._on_shift_slots())
         self.fleet.dirty[self.fleet.live()] = True
         await self._save_dirty()
-        if self._store is not None:
-            await asyncio.get_running_loop().run_in_executor(self._io, self._store.close)
-        self._io.shutdown(wait=True)
+        await close_store(self._io, self._store, wait=True)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
