@@ -18,11 +18,7 @@ def decode_ack(route: Route, msg: Incoming, cfg: IngestConfig) -> list[Record]:
     alert_id = f.integer(o, "alert_id", 1, MAX_ALERT_ID)
     if alert_id is None:
         raise Reject("missing_field", "alert_id: required")
-    ts = (
-        f.timestamp(o, "ts", msg.received_at, cfg.max_future, cfg.max_age)
-        if "ts" in o
-        else msg.received_at
-    )
+    ts = f.timestamp_or_now(o, "ts", msg.received_at, cfg.max_future, cfg.max_age)
     return [
         AlertAck(
             route.city,

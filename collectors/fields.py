@@ -134,6 +134,11 @@ def timestamp(obj: Obj, key: str, now: float, max_future: float, max_age: float)
     return ts
 
 
+def timestamp_or_now(obj: Obj, key: str, now: float, max_future: float, max_age: float) -> float:
+    """``key`` checked as by :func:`timestamp` when present; ``now`` (the receive time) when not."""
+    return timestamp(obj, key, now, max_future, max_age) if key in obj else now
+
+
 def duration_field(obj: Obj, key: str, *, required: bool = False) -> float | None:
     """A duration like ``2h`` or a number of seconds, positive."""
     v = obj.get(key)

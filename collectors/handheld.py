@@ -136,11 +136,7 @@ def decode_status(route: Route, msg: Incoming, cfg: IngestConfig) -> list[Record
     else:
         o = f.expect_object(f.parse_json(msg.payload), "status")
         status = f.choice(o, "status", _STATUS, required=True)
-        ts = (
-            f.timestamp(o, "ts", msg.received_at, cfg.max_future, cfg.max_age)
-            if "ts" in o
-            else msg.received_at
-        )
+        ts = f.timestamp_or_now(o, "ts", msg.received_at, cfg.max_future, cfg.max_age)
     return [
         DeviceStatus(
             route.city, route.subject, status == "online", ts, msg.received_at, msg.retained
