@@ -9,11 +9,13 @@ from citywatch.grafana.model import (
     GRID,
     GRID_VAR,
     JSON,
+    LAT_LON,
     UNIT,
     UNIT_VAR,
     alert_annotations,
     dashboard,
     field_unit,
+    geomap_options,
     influx,
     keep_if,
     last_by,
@@ -51,7 +53,6 @@ def _map() -> JSON:
         fmt="table",
     )
     fields = ["lat", "lon", "device", "status", "held"]
-    layer = {"mode": "coords", "latitude": "lat", "longitude": "lon"}
     return panel(
         1,
         "geomap",
@@ -63,16 +64,15 @@ def _map() -> JSON:
         "position the rule last saw. An officer with none is patrolling normally.",
         (0, 0, 14, 15),
         [positions, alerts],
-        options={
-            "basemap": {"config": {}, "name": "底图", "type": "default"},
-            "controls": {"mouseWheelZoom": True, "showAttribution": True, "showZoom": True},
-            "layers": [
-                map_layer("A", "定位 (15 分钟内)", layer, {"fixed": "green"}, 5, legend=False),
-                map_layer("B", "巡查告警中", layer, {"field": "rule", "fixed": "red"}, 9),
+        options=geomap_options(
+            [
+                map_layer("A", "定位 (15 分钟内)", LAT_LON, {"fixed": "green"}, 5, legend=False),
+                map_layer("B", "巡查告警中", LAT_LON, {"field": "rule", "fixed": "red"}, 9),
             ],
-            "tooltip": {"mode": "details"},
-            "view": {"id": "fit", "lat": 32.45, "lon": 119.92, "zoom": 14},
-        },
+            14,
+            attribution=True,
+            tooltip="details",
+        ),
         overrides=[value_colors("rule", PATROL_STATES)],
         transformations=[
             *last_by(["officer", "rule"], fields, "B"),

@@ -279,6 +279,30 @@ def map_layer(
     return {**layer, "config": {"showLegend": legend, "style": style}, "tooltip": True}
 
 
+LAT_LON: JSON = {"mode": "coords", "latitude": "lat", "longitude": "lon"}
+"""A geomap layer's ``location``: the row's ``lat`` and ``lon`` columns."""
+
+
+def geomap_options(
+    layers: list[JSON], zoom: int, *, attribution: bool = False, tooltip: str | None = None
+) -> JSON:
+    """A geomap's options: the default basemap, zoom controls, ``layers``, and the view
+    fitted to the data (over the city at ``zoom`` when there is none); ``attribution``
+    shows the basemap's credit, ``tooltip`` sets the tooltip mode."""
+    controls: JSON = {"mouseWheelZoom": True, "showZoom": True}
+    if attribution:
+        controls["showAttribution"] = True
+    options: JSON = {
+        "basemap": {"config": {}, "name": "底图", "type": "default"},
+        "controls": controls,
+        "layers": layers,
+        "view": {"id": "fit", "lat": 32.45, "lon": 119.92, "zoom": zoom},
+    }
+    if tooltip is not None:
+        options["tooltip"] = {"mode": tooltip}
+    return options
+
+
 def value_colors(field: str, colors: dict[str, tuple[str, str]]) -> JSON:
     """An override giving each value of ``field`` a colour and a display text."""
     mappings = {

@@ -6,9 +6,11 @@ from citywatch.grafana.model import (
     CITY,
     CITY_VAR,
     JSON,
+    LAT_LON,
     alert_annotations,
     dashboard,
     field_unit,
+    geomap_options,
     influx,
     map_layer,
     panel,
@@ -51,7 +53,6 @@ def _track() -> JSON:
         f'WHERE {OFFICER} AND "subject_kind" = \'officer\' AND $timeFilter GROUP BY "rule"',
         fmt="table",
     )
-    loc = {"mode": "coords", "latitude": "lat", "longitude": "lon"}
     return panel(
         1,
         "geomap",
@@ -61,15 +62,13 @@ def _track() -> JSON:
         "in the time picker.",
         (0, 0, 14, 16),
         [track, events],
-        options={
-            "basemap": {"config": {}, "name": "底图", "type": "default"},
-            "controls": {"mouseWheelZoom": True, "showZoom": True},
-            "layers": [
-                map_layer("A", "轨迹", loc, {"fixed": "blue"}, 3, route=True),
-                map_layer("B", "巡查告警", loc, {"fixed": "orange"}, 8),
+        options=geomap_options(
+            [
+                map_layer("A", "轨迹", LAT_LON, {"fixed": "blue"}, 3, route=True),
+                map_layer("B", "巡查告警", LAT_LON, {"fixed": "orange"}, 8),
             ],
-            "view": {"id": "fit", "lat": 32.45, "lon": 119.92, "zoom": 15},
-        },
+            15,
+        ),
     )
 
 
