@@ -176,6 +176,14 @@ class Collect:
         raise AssertionError(rejected)
 
 
+def string_lat_first(influx: Influx, db: str, city: str, at: float) -> None:
+    """Write a gps point whose lat is a string at `at`.
+
+    InfluxDB 1.x then refuses (400) every float lat in that shard: a field type conflict.
+    """
+    influx.write(db, f'gps,city={city},device=dev-x lat="north" {int(at * 1e9)}')
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
     """Poll ``predicate`` until true (short interval, hard deadline)."""
     deadline = time.monotonic() + timeout

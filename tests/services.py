@@ -353,9 +353,11 @@ bind-address = "127.0.0.1:{self._rpc_port}"
 
     # Database access, independent of citywatch.
 
-    def _request(self, method: str, path: str, params: dict[str, str]) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, params: dict[str, str], data: bytes | None = None
+    ) -> dict[str, Any]:
         url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        req = urllib.request.Request(url, method=method)
+        req = urllib.request.Request(url, data=data, method=method)
         try:
             with _OPENER.open(req, timeout=30) as resp:
                 body: bytes = resp.read()
@@ -376,6 +378,10 @@ bind-address = "127.0.0.1:{self._rpc_port}"
     def create_db(self, name: str) -> None:
         """Create database `name` (no-op if it exists)."""
         self._request("POST", "/query", {"q": f"CREATE DATABASE {_quote_ident(name)}"})
+
+    def write(self, db: str, lines: str) -> None:
+        """Write line protocol `lines` (times in ns) into `db` as they are; raise if refused."""
+        self._request("POST", "/write", {"db": db, "precision": "ns"}, lines.encode())
 
     def drop_db(self, name: str) -> None:
         """Drop database `name` and all its data (no-op if it does not exist)."""

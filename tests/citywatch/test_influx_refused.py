@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.refused import refused_record, series_of
 from citywatch.influx.writer import InfluxWriter
 from citywatch.models import Fix, Heartbeat, Rejected
-from tests.helpers import Listener, Publisher, await_until, settings_for
+from tests.helpers import Listener, Publisher, await_until, settings_for, string_lat_first
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
@@ -150,10 +149,7 @@ async def test_a_field_type_conflict_refuses_those_points_only(
 ) -> None:
     # lat written as a string first: InfluxDB refuses our float lat in that shard.
     now = time.time()
-    line = f'gps,city={CITY},device=dev-x lat="north" {int((now - 100) * 1e9)}'.encode()
-    urllib.request.urlopen(
-        urllib.request.Request(f"{influx.url}/write?db={influx_db}", data=line, method="POST")
-    ).close()
+    string_lat_first(influx, influx_db, CITY, now - 100)
     registry = CollectorRegistry()
     capture = Capture()
     cfg = InfluxConfig(url=influx.url, db=influx_db, flush_interval=0.05)
