@@ -176,6 +176,15 @@ class Collect:
         raise AssertionError(rejected)
 
 
+def spool_holding(tmp_path: Path, *batches: bytes, first: int = 1) -> Path:
+    """A spool directory as an earlier run left it: ``batches`` in files numbered from ``first``."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    for n, body in enumerate(batches, first):
+        (spool / f"{n:020d}.lp").write_bytes(body)
+    return spool
+
+
 def string_lat_first(influx: Influx, db: str, city: str, at: float) -> None:
     """Write a gps point whose lat is a string at `at`.
 

@@ -25,7 +25,7 @@ from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.writer import InfluxWriter
 from citywatch.models import Fix
 from citywatch.sink import SinkUnavailable
-from tests.helpers import await_until
+from tests.helpers import await_until, spool_holding
 from tests.services import Influx, free_port
 
 CITY = "321200"
@@ -164,11 +164,9 @@ async def test_a_spool_directory_unreadable_at_start_holds_data_back_until_it_wo
 async def test_a_spool_file_that_is_not_line_protocol_is_set_aside(
     influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    (spool / f"{1:020d}.lp").write_bytes(b"\x1f\x8b cut short")
     t = int((time.time() - 60) * 1e9)
-    (spool / f"{2:020d}.lp").write_bytes(f"gps,city={CITY},device=d lat=1.0 {t}".encode())
+    good = f"gps,city={CITY},device=d lat=1.0 {t}".encode()
+    spool = spool_holding(tmp_path, b"\x1f\x8b cut short", good)
     registry = CollectorRegistry()
     cfg = InfluxConfig(url=influx.url, db=influx_db, flush_interval=0.05)
     async with InfluxWriter(cfg, SpoolConfig(), spool, WriterMetrics(registry)) as w:
