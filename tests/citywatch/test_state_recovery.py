@@ -100,16 +100,13 @@ class Service:
 
 def offline_push(mosquitto: Mosquitto, officer: str, lead: str) -> dict[str, Any]:
     """Start an officer's shift; their handheld sends nothing: the push to their lead."""
-    listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/{lead}")
-    try:
+    with Listener(mosquitto.port, f"citywatch/{CITY}/alerts/{lead}") as listener:
         with Publisher(mosquitto.port) as pub:
             start = shift_start(f"dev-{officer}", lead)
             pub.send_all([(f"citywatch/{CITY}/officers/{officer}/shift", start)])
         doc: dict[str, Any] = orjson.loads(listener.wait_for(1)[0][1])
         assert doc["rule"] == "device_offline" and doc["officer"] == officer
         return doc
-    finally:
-        listener.close()
 
 
 @dataclass
