@@ -109,6 +109,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import parser  # noqa: E402
 from bench.ingest import publish_backlog, publish_packet, register_session  # noqa: E402
 from bench.mqtt_tap import PUBACK, MqttTap, PacketReader, first_seq  # noqa: E402
 from tests.helpers import service_env  # noqa: E402
@@ -1230,9 +1231,7 @@ def table(results: Sequence[RowResult]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = parser(__doc__)
     ap.add_argument("--rate", type=float, default=2000, help="fixes a second (default 2000)")
     ap.add_argument("--devices", type=int, default=500, help="handhelds (default 500)")
     ap.add_argument("--seconds", type=float, default=25, help="load per row (default 25)")
