@@ -120,17 +120,15 @@ class FirstRun:
 def first_run(
     mosquitto: Mosquitto, influx: Influx, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FirstRun]:
-    db = f"t_{uuid.uuid4().hex[:12]}"
-    influx.create_db(db)
-    data = tmp_path_factory.mktemp("first") / "var"
-    svc = Cli(mosquitto, influx, db, data).start()
-    try:
-        push = offline_push(mosquitto, "off-1", "lead-1")
-    finally:
-        svc.stop()
-    assert all((data / name).stat().st_size > 0 for name in STORES)
-    yield FirstRun(data, push, db)
-    influx.drop_db(db)
+    with influx.fresh_db() as db:
+        data = tmp_path_factory.mktemp("first") / "var"
+        svc = Cli(mosquitto, influx, db, data).start()
+        try:
+            push = offline_push(mosquitto, "off-1", "lead-1")
+        finally:
+            svc.stop()
+        assert all((data / name).stat().st_size > 0 for name in STORES)
+        yield FirstRun(data, push, db)
 
 
 @pytest.fixture
