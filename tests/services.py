@@ -357,10 +357,10 @@ bind-address = "127.0.0.1:{self._rpc_port}"
     # Database access, independent of citywatch.
 
     def _request(
-        self, method: str, path: str, params: dict[str, str], data: bytes | None = None
+        self, method: str, path: str, params: dict[str, str], payload: bytes | None = None
     ) -> dict[str, Any]:
         url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        req = urllib.request.Request(url, data=data, method=method)
+        req = urllib.request.Request(url, data=payload, method=method)
         try:
             with _OPENER.open(req, timeout=30) as resp:
                 body: bytes = resp.read()
