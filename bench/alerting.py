@@ -14,7 +14,6 @@ received against alerts emitted (each must arrive exactly once).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing as mp
 import statistics
@@ -32,7 +31,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import idle_event, report  # noqa: E402
+from bench.common import idle_event, parser, report  # noqa: E402
 from citywatch.alerting.config import AlertingConfig  # noqa: E402
 from citywatch.alerting.notifiers.mqtt import MqttPush  # noqa: E402
 from citywatch.clock import SystemClock  # noqa: E402
@@ -129,9 +128,7 @@ async def feed(
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = parser(__doc__)
     ap.add_argument("--rate", type=int, default=1000, help="new alerts a second")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--leads", type=int, default=100, help="distinct receivers")

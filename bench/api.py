@@ -50,7 +50,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import idle_event, report  # noqa: E402
+from bench.common import idle_event, parser, report  # noqa: E402
 from citywatch.app.service import Service  # noqa: E402
 from citywatch.app.settings import Settings, load_settings  # noqa: E402
 from citywatch.models import AlertEvent  # noqa: E402
@@ -409,9 +409,7 @@ async def stream_step(
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = parser(__doc__)
     ap.add_argument("--devices", type=int, default=10_000)
     ap.add_argument("--alerts", type=int, default=1_000)
     ap.add_argument("--conns", type=int, default=16, help="load generator connections")

@@ -88,6 +88,7 @@ sys.path.insert(0, str(ROOT))
 
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
+from bench.common import parser  # noqa: E402
 from citywatch.clock import Clock, SystemClock  # noqa: E402
 from citywatch.models import AlertEvent, CaseEvent, Rejected  # noqa: E402
 from citywatch.rules.calendar import CalendarConfig, make_calendar  # noqa: E402
@@ -764,9 +765,7 @@ def git_commit() -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = parser(__doc__)
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--rate", type=int, default=1000, help="case events/s during the window")
     ap.add_argument("--window", type=float, default=30.0, help="seconds the instants spread over")

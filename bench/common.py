@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 from citywatch.models import AlertEvent
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """A bench's command line, its module docstring ``doc`` as the help, laid out as written."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def report(summary: dict[str, Any], path: Path | None) -> None:

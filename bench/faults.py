@@ -109,6 +109,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import parser  # noqa: E402
 from bench.ingest import publish_backlog, publish_packet, register_session  # noqa: E402
 from bench.mqtt_tap import PUBACK, MqttTap, PacketReader, first_seq  # noqa: E402
 from tests.helpers import service_env  # noqa: E402
@@ -802,6 +803,15 @@ class Timeline:
 # -- the rows ---------------------------------------------------------------------------------
 
 
+def _recover_until(rig: Rig, res: RowResult, tl: Timeline, end: float) -> None:
+    """From now on time the recovery; load on to ``end`` s; then account for the row."""
+    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
+    tl.at(end)
+    rig.finish_load()
+    res.recovery_s = recovered()
+    rig.account(res)
+
+
 def _outage_row(rig: Rig, res: RowResult, down: Callable[[], None], up: Callable[[], None]) -> None:
     """Load; at 4 s ``down()``; ``--outage`` s later ``up()``; load on to the end."""
     args = rig.args
@@ -812,11 +822,7 @@ def _outage_row(rig: Rig, res: RowResult, down: Callable[[], None], up: Callable
     down()
     tl.at(4 + args.outage)
     up()
-    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
-    tl.at(max(args.seconds, 4 + args.outage + 5))
-    rig.finish_load()
-    res.recovery_s = recovered()
-    rig.account(res)
+    _recover_until(rig, res, tl, max(args.seconds, 4 + args.outage + 5))
 
 
 def row_influx_kill(rig: Rig, res: RowResult) -> None:
@@ -838,11 +844,7 @@ def _broker_row(rig: Rig, res: RowResult, stop: Callable[[], None], saved: bool)
     stop()
     time.sleep(args.broker_down)
     rig.mq.start()
-    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
-    tl.at(max(args.seconds, 6 + args.broker_down + 5))
-    rig.finish_load()
-    res.recovery_s = recovered()
-    rig.account(res)
+    _recover_until(rig, res, tl, max(args.seconds, 6 + args.broker_down + 5))
 
 
 def row_broker_term(rig: Rig, res: RowResult) -> None:
@@ -864,11 +866,7 @@ def row_service_kill(rig: Rig, res: RowResult) -> None:
         rig.svc.signal(signal.SIGKILL)
         time.sleep(1.0)
         rig.start_service()
-    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
-    tl.at(max(args.seconds, 20))
-    rig.finish_load()
-    res.recovery_s = recovered()
-    rig.account(res)
+    _recover_until(rig, res, tl, max(args.seconds, 20))
 
 
 def row_spool_full(rig: Rig, res: RowResult) -> None:
@@ -952,11 +950,7 @@ def _state_row(rig: Rig, res: RowResult, damage: Callable[[Path], None]) -> None
     rig.svc.supervise = True
     if not rig.svc.wait_connected(30):
         raise RuntimeError("service did not connect after the restart")
-    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
-    tl.at(max(args.seconds, 20))
-    rig.finish_load()
-    res.recovery_s = recovered()
-    rig.account(res)
+    _recover_until(rig, res, tl, max(args.seconds, 20))
 
 
 def _corrupt(path: Path) -> None:
@@ -1106,11 +1100,7 @@ def row_sigterm(rig: Rig, res: RowResult) -> None:
     not_stored = acked_fixes - stored_at_exit
     time.sleep(1.0)
     rig.start_service()
-    recovered = rig.recovery(time.monotonic(), rig.ledger.next_seq)
-    tl.at(max(args.seconds, 20))
-    rig.finish_load()
-    res.recovery_s = recovered()
-    rig.account(res)
+    _recover_until(rig, res, tl, max(args.seconds, 20))
     after = [c for c in rig.tap.connections if c not in before]
     again = rig.tap.delivered_before(after) & delivered_before
     res.checks["exit under 5 s"] = took < 5.0
@@ -1241,9 +1231,7 @@ def table(results: Sequence[RowResult]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = parser(__doc__)
     ap.add_argument("--rate", type=float, default=2000, help="fixes a second (default 2000)")
     ap.add_argument("--devices", type=int, default=500, help="handhelds (default 500)")
     ap.add_argument("--seconds", type=float, default=25, help="load per row (default 25)")

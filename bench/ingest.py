@@ -16,7 +16,6 @@ Real Mosquitto and InfluxDB are started on free ports in a temporary folder.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -35,6 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import parser  # noqa: E402
 from citywatch.collectors.topics import Router  # noqa: E402
 from citywatch.topics import DEFAULT_ROOT, gps_topic  # noqa: E402
 from tests.helpers import ServiceProcess  # noqa: E402
@@ -191,9 +191,7 @@ def service_drain(
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = parser(__doc__)
     ap.add_argument("--devices", type=int, default=2000)
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3)

@@ -52,6 +52,7 @@ from prometheus_client import CollectorRegistry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import parser  # noqa: E402
 from citywatch.clock import SystemClock  # noqa: E402
 from citywatch.geo import offset_m  # noqa: E402
 from citywatch.models import AlertEvent, Fix, ShiftEvent  # noqa: E402
@@ -349,9 +350,7 @@ def verdict(ok: bool) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = parser(__doc__)
     ap.add_argument("--devices", type=int, default=100_000)
     ap.add_argument("--rate", type=float, default=10_000.0, help="fixes per second")
     ap.add_argument("--batch", type=int, default=1000, help="fixes per write")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,10 +41,8 @@ def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx]:
 @pytest.fixture
 def influx_db(influx: Influx) -> Iterator[str]:
     """A fresh database on the shared InfluxDB, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    influx.create_db(name)
-    yield name
-    influx.drop_db(name)
+    with influx.fresh_db() as name:
+        yield name
 
 
 @pytest.fixture

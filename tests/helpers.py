@@ -15,7 +15,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -75,7 +75,23 @@ def with_client_id(settings: Settings, client_id: str) -> Settings:
     )
 
 
-class Publisher:
+class _Client:
+    """A test's own paho client, running its loop; closed on leaving a ``with``."""
+
+    client: mqtt.Client
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Publisher(_Client):
     """A paho publisher at QoS 1 that waits for the broker's acknowledgements."""
 
     def __init__(self, port: int, client_id: str | None = None) -> None:
@@ -101,18 +117,8 @@ class Publisher:
         for info in infos:
             info.wait_for_publish(timeout)
 
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Listener:
+class Listener(_Client):
     """Subscribes to a topic filter and collects what arrives."""
 
     def __init__(self, port: int, topic: str) -> None:
@@ -140,10 +146,6 @@ class Listener:
             if not self._cond.wait_for(lambda: len(self.messages) >= n, timeout):
                 raise TimeoutError(f"got {len(self.messages)} of {n} messages")
             return list(self.messages)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def shift_start(
@@ -174,6 +176,23 @@ class Collect:
 
     async def reject(self, rejected: Rejected, payload: bytes) -> None:
         raise AssertionError(rejected)
+
+
+def spool_holding(tmp_path: Path, *batches: bytes, first: int = 1) -> Path:
+    """A spool directory as an earlier run left it: ``batches`` in files numbered from ``first``."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    for n, body in enumerate(batches, first):
+        (spool / f"{n:020d}.lp").write_bytes(body)
+    return spool
+
+
+def string_lat_first(influx: Influx, db: str, city: str, at: float) -> None:
+    """Write a gps point whose lat is a string at `at`.
+
+    InfluxDB 1.x then refuses (400) every float lat in that shard: a field type conflict.
+    """
+    influx.write(db, f'gps,city={city},device=dev-x lat="north" {int(at * 1e9)}')
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:

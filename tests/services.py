@@ -7,6 +7,7 @@ independently of citywatch's own code.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import pwd
@@ -18,6 +19,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -353,9 +356,11 @@ bind-address = "127.0.0.1:{self._rpc_port}"
 
     # Database access, independent of citywatch.
 
-    def _request(self, method: str, path: str, params: dict[str, str]) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, params: dict[str, str], payload: bytes | None = None
+    ) -> dict[str, Any]:
         url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        req = urllib.request.Request(url, method=method)
+        req = urllib.request.Request(url, data=payload, method=method)
         try:
             with _OPENER.open(req, timeout=30) as resp:
                 body: bytes = resp.read()
@@ -376,6 +381,20 @@ bind-address = "127.0.0.1:{self._rpc_port}"
     def create_db(self, name: str) -> None:
         """Create database `name` (no-op if it exists)."""
         self._request("POST", "/query", {"q": f"CREATE DATABASE {_quote_ident(name)}"})
+
+    def write(self, db: str, lines: str) -> None:
+        """Write line protocol `lines` (times in ns) into `db` as they are; raise if refused."""
+        self._request("POST", "/write", {"db": db, "precision": "ns"}, lines.encode())
+
+    @contextlib.contextmanager
+    def fresh_db(self) -> Iterator[str]:
+        """A new database of a name no test has used, dropped on leaving."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        self.create_db(name)
+        try:
+            yield name
+        finally:
+            self.drop_db(name)
 
     def drop_db(self, name: str) -> None:
         """Drop database `name` and all its data (no-op if it does not exist)."""

@@ -32,6 +32,7 @@ from tests.services import Influx, Mosquitto
 
 CITY = "321200"
 ESCALATE_AFTER = 2.0
+SUPERVISOR = f"citywatch/{CITY}/alerts/supervisor"
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 ALERTING = {
     "routes": [
@@ -71,6 +72,13 @@ def docs(listener: Listener, topic: str) -> list[dict[str, Any]]:
     return [orjson.loads(raw) for t, raw in list(listener.messages) if t == topic]
 
 
+def on_shift(pub: Publisher, n: int) -> str:
+    """Officer off-n starts a shift on dev-n under lead-n; returns the lead's alert topic."""
+    start = shift_start(f"dev-{n}", f"lead-{n}")
+    pub.send_all([(f"citywatch/{CITY}/officers/off-{n}/shift", start)])
+    return f"citywatch/{CITY}/alerts/lead-{n}"
+
+
 def validator(name: str) -> Draft202012Validator:
     schema = json.loads((SCHEMAS / f"{name}.json").read_text(encoding="utf-8"))
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
@@ -79,13 +87,9 @@ def validator(name: str) -> Draft202012Validator:
 async def test_ack_from_the_handheld_stops_the_escalation(
     mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
-    lead = f"citywatch/{CITY}/alerts/lead-1"
-    supervisor = f"citywatch/{CITY}/alerts/supervisor"
     async with started(mosquitto, influx, influx_db, tmp_path) as (svc, alerts, letters):
         with Publisher(mosquitto.port) as pub:
-            pub.send_all(
-                [(f"citywatch/{CITY}/officers/off-1/shift", shift_start("dev-1", "lead-1"))]
-            )
+            lead = on_shift(pub, 1)
             # No heartbeat: offline after 1 s, pushed to the lead.
             await await_until(lambda: len(docs(alerts, lead)) >= 1, what="firing push")
             fired = time.monotonic()
@@ -140,7 +144,7 @@ async def test_ack_from_the_handheld_stops_the_escalation(
             await await_until(lambda: len(docs(alerts, lead)) >= 3, what="resolved push")
             assert time.monotonic() - fired >= ESCALATE_AFTER
             assert docs(alerts, lead)[2]["status"] == "resolved"
-            assert docs(alerts, supervisor) == []
+            assert docs(alerts, SUPERVISOR) == []
             statuses = [d["status"] for d in docs(alerts, lead)]
             assert statuses == ["firing", "acknowledged", "resolved"]
             assert len(letters.messages) == 2
@@ -153,15 +157,11 @@ async def test_unacknowledged_alert_escalates_and_the_supervisor_acknowledges(
     mosquitto: Mosquitto, influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
     """The control: without an ack the supervisor is told; late acks of others are refused."""
-    lead = f"citywatch/{CITY}/alerts/lead-2"
-    supervisor = f"citywatch/{CITY}/alerts/supervisor"
     async with started(mosquitto, influx, influx_db, tmp_path) as (_, alerts, letters):
         with Publisher(mosquitto.port) as pub:
-            pub.send_all(
-                [(f"citywatch/{CITY}/officers/off-2/shift", shift_start("dev-2", "lead-2"))]
-            )
-            await await_until(lambda: len(docs(alerts, supervisor)) >= 1, what="escalation")
-            escalated = docs(alerts, supervisor)[0]
+            lead = on_shift(pub, 2)
+            await await_until(lambda: len(docs(alerts, SUPERVISOR)) >= 1, what="escalation")
+            escalated = docs(alerts, SUPERVISOR)[0]
             assert escalated["escalation"] == 1 and escalated["details"]["kind"] == "escalate"
             alert_id = escalated["alert_id"]
 
@@ -170,8 +170,8 @@ async def test_unacknowledged_alert_escalates_and_the_supervisor_acknowledges(
                 lambda: any(d["status"] == "acknowledged" for d in docs(alerts, lead)),
                 what="the lead hears of the acknowledgement",
             )
-            await await_until(lambda: len(docs(alerts, supervisor)) >= 2, what="ack push")
-            assert docs(alerts, supervisor)[1]["details"]["ack_by"] == "supervisor"
+            await await_until(lambda: len(docs(alerts, SUPERVISOR)) >= 2, what="ack push")
+            assert docs(alerts, SUPERVISOR)[1]["details"]["ack_by"] == "supervisor"
 
             pub.send_all([(f"citywatch/{CITY}/acks/lead-2", {"alert_id": alert_id})])
             await await_until(lambda: len(letters.messages) >= 1, what="dead letter")

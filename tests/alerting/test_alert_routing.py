@@ -16,6 +16,7 @@ from citywatch.alerting.model import Alert
 from citywatch.alerting.silences import Matcher, Silence, SilenceError, silenced_by
 from citywatch.alerting.store import AlertStore
 from citywatch.config import ConfigError, load_section
+from tests.alerting.alerts import alert as base_alert
 
 TZ = ZoneInfo("Asia/Shanghai")
 # Monday 2026-11-23, 10:00 and 22:00 in Beijing.
@@ -59,12 +60,9 @@ CFG = load_section(AlertingConfig, RAW, "alerting")
 def alert(
     kind: str = "officer", severity: str = "yellow", rule: str = "patrol_idle", **labels: str
 ) -> Alert:
-    return Alert(
-        id=1,
-        fingerprint="fp",
+    return base_alert(
         rule=rule,
         severity=severity,
-        city="321200",
         subject_kind=kind,
         subject="s1",
         starts_at=DAY,

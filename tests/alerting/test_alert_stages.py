@@ -16,23 +16,13 @@ from citywatch.alerting.muting import Muting
 from citywatch.alerting.silences import Matcher, Silence
 from citywatch.clock import ManualClock
 from citywatch.config import load_section
+from tests.alerting.alerts import alert
 from tests.alerting.test_alerting_faults import CHAIN, idle, running
 from tests.helpers import await_until
 
 
 def officer_alert(**labels: str) -> Alert:
-    return Alert(
-        1,
-        "fp",
-        "patrol_idle",
-        "yellow",
-        "321200",
-        "officer",
-        "off-7",
-        0.0,
-        0.0,
-        labels={"officer": "off-7", **labels},
-    )
+    return alert(labels={"officer": "off-7", **labels})
 
 
 def test_the_decision_resolves_every_step_of_the_route_once() -> None:

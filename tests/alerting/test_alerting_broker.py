@@ -82,8 +82,7 @@ async def until(listener: Listener, what: str, pred: Callable[[list[Any]], bool]
 async def test_push_escalation_and_acknowledgement(mosquitto: Mosquitto, tmp_path: Path) -> None:
     clock = ManualClock()
     t0 = clock.now()
-    listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#")
-    try:
+    with Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#") as listener:
         async with running(mosquitto, tmp_path, clock) as alerting:
             await alerting.emit([idle("firing", t0 - 600)])
             await until(listener, "push to the lead", lambda m: len(m) == 1)
@@ -120,14 +119,11 @@ async def test_push_escalation_and_acknowledgement(mosquitto: Mosquitto, tmp_pat
             tail = received(listener)[4:]
             assert {t.rsplit("/", 1)[1] for t, _ in tail} == {"lead-1", "district-supervisor"}
             assert all(d["status"] == "resolved" and d["ends_at"] for _, d in tail)
-    finally:
-        listener.close()
 
 
 async def test_state_and_outbox_survive_a_restart(mosquitto: Mosquitto, tmp_path: Path) -> None:
     clock = ManualClock()
-    listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#")
-    try:
+    with Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#") as listener:
         async with running(mosquitto, tmp_path, clock) as alerting:
             await alerting.emit([idle("firing", clock.now())])
             await until(listener, "first push", lambda m: len(m) == 1)
@@ -144,16 +140,13 @@ async def test_state_and_outbox_survive_a_restart(mosquitto: Mosquitto, tmp_path
             await until(listener, "acks", lambda m: len(m) == 4)
             first = f"{alerting.store.epoch}-{alert_id}-1-fire0-lead-1"
         assert [d["id"] for _, d in received(listener)].count(first) == 1
-    finally:
-        listener.close()
 
 
 async def test_silence_mutes_then_releases(mosquitto: Mosquitto, tmp_path: Path) -> None:
     from citywatch.alerting.silences import Matcher
 
     clock = ManualClock()
-    listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#")
-    try:
+    with Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#") as listener:
         async with running(mosquitto, tmp_path, clock) as alerting:
             s = await alerting.add_silence(
                 [Matcher("grid", "321202.*", "=~")],
@@ -174,8 +167,6 @@ async def test_silence_mutes_then_releases(mosquitto: Mosquitto, tmp_path: Path)
             clock.advance(301)
             await until(listener, "released push", lambda m: len(m) == 2)
             assert received(listener)[1][1]["officer"] == "off-7"
-    finally:
-        listener.close()
 
 
 @pytest.mark.parametrize("n", [300])
@@ -183,8 +174,7 @@ async def test_many_alerts_are_each_pushed_once(
     mosquitto: Mosquitto, tmp_path: Path, n: int
 ) -> None:
     clock = ManualClock()
-    listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#")
-    try:
+    with Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#") as listener:
         async with running(mosquitto, tmp_path, clock) as alerting:
             events = [idle("firing", clock.now(), officer=f"off-{i}") for i in range(n)]
             for i in range(0, n, 50):
@@ -203,5 +193,3 @@ async def test_many_alerts_are_each_pushed_once(
                 what="all counted as sent",
             )
             assert reg.get_sample_value("citywatch_alert_delivery_delay_seconds_count") == n
-    finally:
-        listener.close()

@@ -38,8 +38,7 @@ async def test_offline_handheld_is_pushed_to_the_patrol_lead_and_resolved(
     settings = settings_for(
         mosquitto.url, influx.url, influx_db, tmp_path / "var", patrols=FAST_OFFLINE
     )
-    listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#")
-    try:
+    with Listener(mosquitto.port, f"citywatch/{CITY}/alerts/#") as listener:
         async with connected(settings, ["collector", "rules"], push=True) as svc:
             with Publisher(mosquitto.port) as pub:
                 pub.send_all(
@@ -61,8 +60,6 @@ async def test_offline_handheld_is_pushed_to_the_patrol_lead_and_resolved(
             await await_until(
                 lambda: influx.count("alert", influx_db) >= 3, what="alert history in InfluxDB"
             )
-    finally:
-        listener.close()
 
 
 class Hook:

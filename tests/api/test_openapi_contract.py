@@ -14,7 +14,6 @@ import asyncio
 import re
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,14 +125,12 @@ def _prepare(base: str, port: int) -> None:
 def live(
     mosquitto: Mosquitto, influx: Influx, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveService]:
-    db = f"t_{uuid.uuid4().hex[:12]}"
-    influx.create_db(db)
-    try:
-        with LiveService(mosquitto, influx, db, tmp_path_factory.mktemp("contract")) as svc:
-            _prepare(svc.base, mosquitto.port)
-            yield svc
-    finally:
-        influx.drop_db(db)
+    with (
+        influx.fresh_db() as db,
+        LiveService(mosquitto, influx, db, tmp_path_factory.mktemp("contract")) as svc,
+    ):
+        _prepare(svc.base, mosquitto.port)
+        yield svc
 
 
 def _opened_connections(session: requests.Session) -> int:

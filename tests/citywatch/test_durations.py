@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from citywatch.alerting.model import Alert
 from citywatch.alerting.summary import summary
 from citywatch.durations import duration_zh
+from tests.alerting.alerts import alert
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,12 +35,9 @@ def test_whole_minutes_rounded_down_in_the_two_largest_units(seconds: float, tex
 
 def test_alert_summaries_use_it() -> None:
     now = 1_790_000_000.0
-    overdue = Alert(
-        id=1,
-        fingerprint="f",
+    overdue = alert(
         rule="case_overdue",
         severity="red",
-        city="321200",
         subject_kind="case",
         subject="C-1024",
         starts_at=now - 3600,
@@ -49,17 +46,7 @@ def test_alert_summaries_use_it() -> None:
         values={"deadline": now - 2 * 3600 - 5 * 60},
     )
     assert summary(overdue, "red", "firing", now) == "【红灯】案件 C-1024 处置超时 2 小时 5 分"
-    idle = Alert(
-        id=2,
-        fingerprint="g",
-        rule="patrol_idle",
-        severity="yellow",
-        city="321200",
-        subject_kind="officer",
-        subject="off-7",
-        starts_at=now - 12 * 60,
-        opened_at=now,
-    )
+    idle = alert(starts_at=now - 12 * 60, opened_at=now)
     assert summary(idle, "yellow", "firing", now) == "【黄灯】off-7 原地停留 12 分钟"
 
 

@@ -12,6 +12,7 @@ from tests.helpers import (
     Publisher,
     ServiceProcess,
     await_until,
+    connected,
     settings_for,
     wait_until,
     with_client_id,
@@ -38,10 +39,9 @@ async def test_influxdb_down_mid_stream_spools_and_replays(
     influx = make_influx()
     influx.create_db("cw")
     settings = settings_for(mosquitto.url, influx.url, "cw", tmp_path)
-    async with Service(settings, ["collector"]) as svc:
-        assert svc.source is not None and svc.writer is not None
+    async with connected(settings, ["collector"]) as svc:
+        assert svc.writer is not None
         writer = svc.writer
-        await svc.source.wait_connected(10)
         with Publisher(mosquitto.port) as pub:
             pub.send_all(fixes(200))
             await await_until(lambda: influx.count("gps", "cw") == 200, what="first 200")
@@ -65,10 +65,9 @@ async def test_spool_survives_a_restart_of_the_service(
 ) -> None:
     # First run: no InfluxDB configured, so everything waits in the spool.
     offline = settings_for(mosquitto.url, "", influx_db, tmp_path)
-    async with Service(offline, ["collector"]) as svc:
-        assert svc.source is not None and svc.writer is not None
+    async with connected(offline, ["collector"]) as svc:
+        assert svc.writer is not None
         writer = svc.writer
-        await svc.source.wait_connected(10)
         with Publisher(mosquitto.port) as pub:
             pub.send_all(fixes(250))
         await await_until(lambda: writer.stats["spooled"] == 250, what="spooled")
@@ -99,10 +98,9 @@ async def test_full_spool_holds_messages_in_the_broker_until_storage_returns(
         spool={"max_bytes": "600B"},
         influx={"batch_size": 20, "gzip": False},
     )
-    async with Service(settings, ["collector"]) as svc:
-        assert svc.source is not None and svc.writer is not None
+    async with connected(settings, ["collector"]) as svc:
+        assert svc.writer is not None
         writer = svc.writer
-        await svc.source.wait_connected(10)
         with Publisher(mosquitto.port) as pub:
             pub.send_all(fixes(300))
         errors = svc.registry
@@ -124,10 +122,9 @@ async def test_broker_restart_mid_stream(
     settings = settings_for(
         broker.url, influx.url, influx_db, tmp_path, mqtt={"reconnect_max": "1s"}
     )
-    async with Service(settings, ["collector"]) as svc:
+    async with connected(settings, ["collector"]) as svc:
         assert svc.source is not None
         source = svc.source
-        await source.wait_connected(10)
         with Publisher(broker.port) as pub:
             pub.send_all(fixes(200))
             broker.stop()

@@ -18,7 +18,7 @@ from citywatch.influx.config import InfluxConfig, SpoolConfig
 from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.writer import InfluxWriter
 from citywatch.models import Fix
-from tests.helpers import await_until
+from tests.helpers import await_until, spool_holding
 from tests.services import Influx
 
 LIMIT = 20_000  # InfluxDB's max-body-size in these tests
@@ -116,13 +116,11 @@ async def test_a_spool_file_over_the_limits_from_an_earlier_version_is_split(
     small_influx: Influx, tmp_path: Path
 ) -> None:
     small_influx.create_db("old_spool")
-    spool = tmp_path / "spool"
-    spool.mkdir()
     t = int((time.time() - 600) * 1e9)
     lines = [f"gps,city={CITY},device=dev-9 lat=32.0,lon=119.0 {t + i}" for i in range(5000)]
     body = "\n".join(lines).encode()
     assert len(body) > LIMIT
-    (spool / f"{7:020d}.lp").write_bytes(body)
+    spool = spool_holding(tmp_path, body, first=7)
     registry = CollectorRegistry()
     cfg = InfluxConfig(url=small_influx.url, db="old_spool", max_body=16 * 1024, gzip=False)
     async with InfluxWriter(cfg, SpoolConfig(), spool, WriterMetrics(registry)) as w:

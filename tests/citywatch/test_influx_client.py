@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from citywatch.influx.config import InfluxConfig, SpoolConfig
 from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.writer import InfluxWriter
 from citywatch.models import Fix, Heartbeat
+from tests.helpers import string_lat_first
 from tests.services import Influx, free_port
 
 
@@ -107,10 +107,7 @@ async def test_points_refused_by_influxdb_are_counted_and_writing_goes_on(
 ) -> None:
     # A field of another type in the same shard makes InfluxDB 1.x refuse our points (400).
     now = time.time()
-    line = f'gps,city=321200,device=dev-x lat="north" {int((now - 10) * 1e9)}'.encode()
-    urllib.request.urlopen(
-        urllib.request.Request(f"{influx.url}/write?db={influx_db}", data=line, method="POST")
-    ).close()
+    string_lat_first(influx, influx_db, "321200", now - 10)
     registry = CollectorRegistry()
     cfg = InfluxConfig(url=influx.url, db=influx_db, flush_interval=0.05)
     async with InfluxWriter(cfg, SpoolConfig(), tmp_path / "spool", WriterMetrics(registry)) as w:

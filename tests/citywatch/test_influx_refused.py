@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import pytest
 from jsonschema import Draft202012Validator
 from prometheus_client import CollectorRegistry
 
-from citywatch.app.service import Service
 from citywatch.influx import delivery
 from citywatch.influx.client import WriteError
 from citywatch.influx.config import InfluxConfig, SpoolConfig
@@ -28,7 +26,15 @@ from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.refused import refused_record, series_of
 from citywatch.influx.writer import InfluxWriter
 from citywatch.models import Fix, Heartbeat, Rejected
-from tests.helpers import Listener, Publisher, await_until, settings_for
+from tests.helpers import (
+    Listener,
+    Publisher,
+    await_until,
+    connected,
+    settings_for,
+    spool_holding,
+    string_lat_first,
+)
 from tests.services import Influx, Mosquitto
 
 CITY = "321200"
@@ -84,10 +90,9 @@ async def test_points_over_max_values_per_tag_are_dead_lettered_and_the_rest_sto
     known = [f"dev-{n:02d}" for n in range(6)]  # one more than the limit: 1.x checks before
     new = [f"new-{n:02d}" for n in range(6)]
     listener = Listener(mosquitto.port, f"citywatch/{CITY}/deadletter")
-    async with Service(settings, ["collector"]) as svc:
-        assert svc.source is not None and svc.writer is not None
+    async with connected(settings, ["collector"]) as svc:
+        assert svc.writer is not None
         writer, registry = svc.writer, svc.registry
-        await svc.source.wait_connected(10)
         with Publisher(mosquitto.port) as pub:
             pub.send_all(gps(d, i) for d in known for i in range(5))
             await await_until(lambda: len(stored(influx, "cw")) == 30, what="first devices")
@@ -150,10 +155,7 @@ async def test_a_field_type_conflict_refuses_those_points_only(
 ) -> None:
     # lat written as a string first: InfluxDB refuses our float lat in that shard.
     now = time.time()
-    line = f'gps,city={CITY},device=dev-x lat="north" {int((now - 100) * 1e9)}'.encode()
-    urllib.request.urlopen(
-        urllib.request.Request(f"{influx.url}/write?db={influx_db}", data=line, method="POST")
-    ).close()
+    string_lat_first(influx, influx_db, CITY, now - 100)
     registry = CollectorRegistry()
     capture = Capture()
     cfg = InfluxConfig(url=influx.url, db=influx_db, flush_interval=0.05)
@@ -184,12 +186,10 @@ async def test_a_replayed_spool_file_with_a_line_influxdb_cannot_parse(
     influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
     # A spool file written by some earlier version, holding one line InfluxDB cannot parse.
-    spool = tmp_path / "spool"
-    spool.mkdir()
     t = int((time.time() - 60) * 1e9)
     good = [f"heartbeat,city={CITY},device=dev-{n} battery=5.0 {t + n}" for n in range(30)]
     bad = f"heartbeat,city={CITY},device=dev-bad battery= {t}"
-    (spool / f"{1:020d}.lp").write_bytes(delivery.encode([*good[:10], bad, *good[10:]], True))
+    spool = spool_holding(tmp_path, delivery.encode([*good[:10], bad, *good[10:]], True))
     registry = CollectorRegistry()
     capture = Capture()
     cfg = InfluxConfig(url=influx.url, db=influx_db, flush_interval=0.05)
@@ -211,9 +211,7 @@ async def test_dead_letters_before_the_sink_is_attached_are_kept(
     influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
     # The replay may start before the service has wired the dead letters (start-up).
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    (spool / f"{1:020d}.lp").write_bytes(b"heartbeat,city=321200,device=d battery= 1")
+    spool = spool_holding(tmp_path, b"heartbeat,city=321200,device=d battery= 1")
     cfg = InfluxConfig(url=influx.url, db=influx_db, flush_interval=0.05)
     registry = CollectorRegistry()
     async with InfluxWriter(cfg, SpoolConfig(), spool, WriterMetrics(registry)) as w:

@@ -100,16 +100,13 @@ class Service:
 
 def offline_push(mosquitto: Mosquitto, officer: str, lead: str) -> dict[str, Any]:
     """Start an officer's shift; their handheld sends nothing: the push to their lead."""
-    listener = Listener(mosquitto.port, f"citywatch/{CITY}/alerts/{lead}")
-    try:
+    with Listener(mosquitto.port, f"citywatch/{CITY}/alerts/{lead}") as listener:
         with Publisher(mosquitto.port) as pub:
             start = shift_start(f"dev-{officer}", lead)
             pub.send_all([(f"citywatch/{CITY}/officers/{officer}/shift", start)])
         doc: dict[str, Any] = orjson.loads(listener.wait_for(1)[0][1])
         assert doc["rule"] == "device_offline" and doc["officer"] == officer
         return doc
-    finally:
-        listener.close()
 
 
 @dataclass
@@ -123,17 +120,15 @@ class FirstRun:
 def first_run(
     mosquitto: Mosquitto, influx: Influx, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FirstRun]:
-    db = f"t_{uuid.uuid4().hex[:12]}"
-    influx.create_db(db)
-    data = tmp_path_factory.mktemp("first") / "var"
-    svc = Cli(mosquitto, influx, db, data).start()
-    try:
-        push = offline_push(mosquitto, "off-1", "lead-1")
-    finally:
-        svc.stop()
-    assert all((data / name).stat().st_size > 0 for name in STORES)
-    yield FirstRun(data, push, db)
-    influx.drop_db(db)
+    with influx.fresh_db() as db:
+        data = tmp_path_factory.mktemp("first") / "var"
+        svc = Cli(mosquitto, influx, db, data).start()
+        try:
+            push = offline_push(mosquitto, "off-1", "lead-1")
+        finally:
+            svc.stop()
+        assert all((data / name).stat().st_size > 0 for name in STORES)
+        yield FirstRun(data, push, db)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from citywatch.influx.metrics import WriterMetrics
 from citywatch.influx.writer import InfluxWriter
 from citywatch.models import Fix
 from citywatch.sink import SinkUnavailable
-from tests.helpers import await_until
+from tests.helpers import await_until, spool_holding
 from tests.services import Influx, free_port
 
 CITY = "321200"
@@ -65,6 +65,17 @@ def unwritable(directory: Path) -> Iterator[None]:
     finally:
         directory.unlink()
         aside.rename(directory)
+
+
+async def refused_batches(w: InfluxWriter, batches: int, size: int) -> int:
+    """Write ``batches`` batches of ``size`` new fixes; how many the writer refused."""
+    refused = 0
+    for k in range(batches):
+        try:
+            await w.write(fixes(size, start=size * k))
+        except SinkUnavailable:
+            refused += 1
+    return refused
 
 
 def writer_lines(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
@@ -164,11 +175,9 @@ async def test_a_spool_directory_unreadable_at_start_holds_data_back_until_it_wo
 async def test_a_spool_file_that_is_not_line_protocol_is_set_aside(
     influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    (spool / f"{1:020d}.lp").write_bytes(b"\x1f\x8b cut short")
     t = int((time.time() - 60) * 1e9)
-    (spool / f"{2:020d}.lp").write_bytes(f"gps,city={CITY},device=d lat=1.0 {t}".encode())
+    good = f"gps,city={CITY},device=d lat=1.0 {t}".encode()
+    spool = spool_holding(tmp_path, b"\x1f\x8b cut short", good)
     registry = CollectorRegistry()
     cfg = InfluxConfig(url=influx.url, db=influx_db, flush_interval=0.05)
     async with InfluxWriter(cfg, SpoolConfig(), spool, WriterMetrics(registry)) as w:
@@ -190,12 +199,7 @@ async def test_not_ready_when_the_spool_cannot_take_a_batch_and_influxdb_is_down
     )
     spool_cfg = SpoolConfig(max_bytes=3000)
     async with InfluxWriter(cfg, spool_cfg, tmp_path / "spool", metrics()) as w:
-        held = 0
-        for k in range(40):
-            try:
-                await w.write(fixes(20, start=20 * k))
-            except SinkUnavailable:
-                held += 20
+        held = 20 * await refused_batches(w, 40, 20)
         assert held > 0, "the spool filled up"
         assert w.spool.bytes < spool_cfg.max_bytes  # not a byte left is not the point
         ready, detail = w.ready()
@@ -265,12 +269,7 @@ async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
     cfg = InfluxConfig(url=influx.url, db="cw", batch_size=10, gzip=False, flush_interval=0.01)
     spool_cfg = SpoolConfig(max_bytes=2000)
     async with InfluxWriter(cfg, spool_cfg, tmp_path / "spool", metrics()) as w:
-        held = 0
-        for k in range(100):
-            try:
-                await w.write(fixes(10, start=10 * k))
-            except SinkUnavailable:
-                held += 1
+        held = await refused_batches(w, 100, 10)
         assert held > 50
         during = writer_lines(caplog)
         assert len(during) == 2, during  # InfluxDB unavailable; the spool full

@@ -26,8 +26,7 @@ async def test_a_batch_of_bad_fixes_is_one_dead_letter(
         {"ts": now - 10, "lat": 32.45, "lon": 119.92},
     ]
     payload = orjson.dumps(batch)
-    dl = Listener(mosquitto.port, "citywatch/+/deadletter")
-    try:
+    with Listener(mosquitto.port, "citywatch/+/deadletter") as dl:
         async with connected(settings, ["collector"]) as svc:
             with Publisher(mosquitto.port) as pub:
                 # The second message's dead letter comes after every one of the first's.
@@ -55,5 +54,3 @@ async def test_a_batch_of_bad_fixes_is_one_dead_letter(
         labels = {"kind": "gps", "reason": "missing_field"}
         assert count("citywatch_ingest_rejected_total", labels) == 1
         assert count("citywatch_ingest_accepted_total", {"kind": "gps"}) == 1
-    finally:
-        dl.close()

@@ -57,8 +57,7 @@ async def test_a_device_id_flood_is_bounded_and_known_handhelds_are_unaffected(
     else:
         known = ["cgt-1"]
     settings = settings_for(mosquitto.url, "", "citywatch", tmp_path / "var", devices=devices)
-    letters = Listener(mosquitto.port, f"citywatch/{CITY}/deadletter")
-    try:
+    with Listener(mosquitto.port, f"citywatch/{CITY}/deadletter") as letters:
         async with Service(settings, ["collector", "rules"]) as svc:
             assert svc.source is not None and svc.board is not None
             await svc.source.wait_connected(10)
@@ -103,5 +102,3 @@ async def test_a_device_id_flood_is_bounded_and_known_handhelds_are_unaffected(
             assert sample(suppressed, reason="unknown_device") == refused - LETTERS
             assert sample("citywatch_ingest_unknown_devices") == BOUND
             assert sample("citywatch_ingest_accepted_total", kind="gps") == BOUND + len(known)
-    finally:
-        letters.close()

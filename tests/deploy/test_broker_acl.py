@@ -143,19 +143,24 @@ def test_a_handheld_publishes_only_as_itself_and_reads_only_its_pushes(broker: M
         hh.close()
 
 
-def test_the_case_system_publishes_case_events_only(broker: Mosquitto) -> None:
+def passed_on(broker: Mosquitto, user: str, client_id: str, topics: list[str]) -> list[str]:
+    """What the service, subscribed to everything, gets of ``topics`` published in turn by
+    ``user``: the last must pass (it marks that everything before it has been decided)."""
     service = Client(broker.port, "citywatch", ACCOUNTS["citywatch"], "cw-" + uuid.uuid4().hex[:6])
-    cases = Client(broker.port, "casesys", ACCOUNTS["casesys"], "casesys-1")
+    system = Client(broker.port, user, ACCOUNTS[user], client_id)
     try:
         service.subscribe("citywatch/#")
-        cases.publish(f"citywatch/{CITY}/devices/dev-7/gps")
-        cases.publish(f"citywatch/{CITY}/cases/C-1/events")
-        assert service.wait_for(f"citywatch/{CITY}/cases/C-1/events") == [
-            f"citywatch/{CITY}/cases/C-1/events"
-        ]
+        for topic in topics:
+            system.publish(topic)
+        return service.wait_for(topics[-1])
     finally:
         service.close()
-        cases.close()
+        system.close()
+
+
+def test_the_case_system_publishes_case_events_only(broker: Mosquitto) -> None:
+    sent = [f"citywatch/{CITY}/devices/dev-7/gps", f"citywatch/{CITY}/cases/C-1/events"]
+    assert passed_on(broker, "casesys", "casesys-1", sent) == [f"citywatch/{CITY}/cases/C-1/events"]
 
 
 @pytest.mark.parametrize(("user", "password"), [(None, None), ("off-7", "wrong"), ("nobody", "x")])
@@ -168,24 +173,19 @@ def test_no_login_no_connection(broker: Mosquitto, user: str | None, password: s
 
 
 def test_the_dispatch_system_publishes_shifts_only(broker: Mosquitto) -> None:
-    service = Client(broker.port, "citywatch", ACCOUNTS["citywatch"], "cw-" + uuid.uuid4().hex[:6])
-    dispatch = Client(broker.port, "dispatch", ACCOUNTS["dispatch"], "dispatch-1")
-    try:
-        service.subscribe("citywatch/#")
-        for topic in [
-            f"citywatch/{CITY}/devices/dev-7/gps",
-            f"citywatch/{CITY}/acks/off-7",
-            f"citywatch/{CITY}/cases/C-1/events",
-            f"citywatch/{CITY}/officers/off-7/shift",
-            f"citywatch/{CITY}/alerts/off-7",
-        ]:
-            dispatch.publish(topic)
-        marker = f"citywatch/{CITY}/officers/off-8/shift"
-        dispatch.publish(marker)
-        assert service.wait_for(marker) == [f"citywatch/{CITY}/officers/off-7/shift", marker]
-    finally:
-        service.close()
-        dispatch.close()
+    marker = f"citywatch/{CITY}/officers/off-8/shift"
+    sent = [
+        f"citywatch/{CITY}/devices/dev-7/gps",
+        f"citywatch/{CITY}/acks/off-7",
+        f"citywatch/{CITY}/cases/C-1/events",
+        f"citywatch/{CITY}/officers/off-7/shift",
+        f"citywatch/{CITY}/alerts/off-7",
+        marker,
+    ]
+    assert passed_on(broker, "dispatch", "dispatch-1", sent) == [
+        f"citywatch/{CITY}/officers/off-7/shift",
+        marker,
+    ]
 
 
 async def test_a_handheld_cannot_name_its_own_lead_with_a_roster(

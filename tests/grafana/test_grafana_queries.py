@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,13 +59,9 @@ TIME_FILTER = "time > now() - 12h"
 def filled(
     mosquitto: Mosquitto, influx: Influx, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, set[str]]]:
-    db = f"t_{uuid.uuid4().hex[:12]}"
-    influx.create_db(db)
-    try:
+    with influx.fresh_db() as db:
         names = asyncio.run(fill(mosquitto, influx, db, tmp_path_factory.mktemp("grafana")))
         yield db, names
-    finally:
-        influx.drop_db(db)
 
 
 def _rows(influx: Influx, db: str, query: str) -> list[JSON]:

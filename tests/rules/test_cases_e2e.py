@@ -80,8 +80,7 @@ async def test_impossible_transition_goes_to_the_dead_letter_topic(
     settings = settings_for(mosquitto.url, influx.url, influx_db, tmp_path, cases=CASES)
     topic = f"citywatch/{CITY}/cases/E2/events"
     now = time.time()
-    dl = Listener(mosquitto.port, f"citywatch/{CITY}/deadletter")
-    try:
+    with Listener(mosquitto.port, f"citywatch/{CITY}/deadletter") as dl:
         async with connected(settings, ["collector", "rules"]) as svc:
             with Publisher(mosquitto.port) as pub:
                 pub.send_all(
@@ -103,8 +102,6 @@ async def test_impossible_transition_goes_to_the_dead_letter_topic(
                 ),
                 what="duplicate counted",
             )
-    finally:
-        dl.close()
     assert letter["reason"] == "impossible_transition"
     assert "filed" in letter["detail"] and "cancelled" in letter["detail"]
     assert letter["topic"] == topic
@@ -119,8 +116,7 @@ async def test_refused_case_event_names_its_topic_under_the_configured_root(
     )
     topic = f"cw/{CITY}/cases/E3/events"
     now = time.time()
-    dl = Listener(mosquitto.port, f"cw/{CITY}/deadletter")
-    try:
+    with Listener(mosquitto.port, f"cw/{CITY}/deadletter") as dl:
         async with connected(settings, ["collector", "rules"]):
             with Publisher(mosquitto.port) as pub:
                 pub.send_all(
@@ -131,8 +127,6 @@ async def test_refused_case_event_names_its_topic_under_the_configured_root(
                     ]
                 )
             received = await asyncio.to_thread(dl.wait_for, 1)
-    finally:
-        dl.close()
     ((dl_topic, payload),) = received
     letter = orjson.loads(payload)
     assert dl_topic == f"cw/{CITY}/deadletter"

@@ -29,10 +29,16 @@ def add(f: Fleet, slot: int, t: float, x: float = 0.0) -> None:
     add_points(f, a([slot], dtype=np.intp), a([t]), a([lon]), a([lat]))
 
 
-def test_the_ring_wraps_around_keeping_a_whole_window() -> None:
+def one_slot(window: float) -> tuple[Fleet, int]:
+    """A fleet of two slots, one taken, with an idle ``window`` of seconds."""
     f = Fleet(len(PATROL_RULES), capacity=2)
     s = f.alloc()
-    f.window[s] = 600.0
+    f.window[s] = window
+    return f, s
+
+
+def test_the_ring_wraps_around_keeping_a_whole_window() -> None:
+    f, s = one_slot(600.0)
     for k in range(10 * 360):  # ten hours of one fix every 10 s
         add(f, s, T0 + 10 * k)
         t = ring(f, s)
@@ -56,9 +62,7 @@ def test_idle_holds_across_many_wraps_and_a_walk_never_is_idle() -> None:
 
 
 def test_buffered_fixes_go_in_by_fix_time() -> None:
-    f = Fleet(len(PATROL_RULES), capacity=2)
-    s = f.alloc()
-    f.window[s] = 600.0
+    f, s = one_slot(600.0)
     for k in range(40):
         add(f, s, T0 + 30 * k)
     rnd = random.Random(3)
@@ -85,9 +89,7 @@ def test_a_buffered_upload_does_not_clear_idle() -> None:
 
 
 def test_fixes_older_than_the_window_do_not_stay() -> None:
-    f = Fleet(len(PATROL_RULES), capacity=2)
-    s = f.alloc()
-    f.window[s] = 60.0
+    f, s = one_slot(60.0)
     for k in range(20):
         add(f, s, T0 + 10 * k)
     add(f, s, T0 - 3600)

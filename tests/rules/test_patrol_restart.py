@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from citywatch.clock import ManualClock
 from citywatch.geo import offset_m
 from citywatch.models import Fix, ShiftEvent
-from citywatch.rules.patrols.config import PatrolsConfig
-from citywatch.rules.patrols.metrics import PatrolMetrics
-from citywatch.rules.patrols.rule import PatrolRule, patrol_state
+from citywatch.rules.patrols.rule import patrol_state
 from tests.helpers import Collect
-from tests.rules.district import CELL, GRIDS
+from tests.rules.district import CELL, GRIDS, patrol_rule
 
 T0 = 1_790_000_000.0
 
@@ -27,25 +23,14 @@ async def test_an_idle_officer_is_flagged_once_across_a_restart(tmp_path: Path) 
     clock = ManualClock(T0)
     out = Collect()
 
-    def rule() -> PatrolRule:
-        return PatrolRule(
-            PatrolsConfig(),
-            GRIDS,
-            tmp_path / "patrols.sqlite",
-            out,
-            None,
-            PatrolMetrics(CollectorRegistry()),
-            clock,
-        )
-
     start = ShiftEvent("321200", "off-1", T0, "start", T0, "dev-1", (CELL,), "lead-1", "inspector")
-    async with rule() as r:
+    async with patrol_rule(tmp_path, out, clock) as r:
         await r.write([start])
         for f in fixes(T0, 70):
             clock.set(f.received_at)
             await r.write([f])
         assert [e.rule for e in out.events] == ["patrol_idle"]
-    async with rule() as r:
+    async with patrol_rule(tmp_path, out, clock) as r:
         o = r.officer("321200", "off-1")
         assert o is not None and o.device == "dev-1"
         assert patrol_state(r.fleet, o.slot) == "idle" == r.state_of("321200", "off-1")

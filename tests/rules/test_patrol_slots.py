@@ -7,31 +7,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
-from prometheus_client import CollectorRegistry
 
 from citywatch.clock import ManualClock
 from citywatch.geo import offset_m
 from citywatch.models import CaseEvent, Fix, ShiftEvent
 from citywatch.rules.patrols.config import IdleConfig, PatrolsConfig
-from citywatch.rules.patrols.metrics import PatrolMetrics
 from citywatch.rules.patrols.rule import PatrolRule
 from tests.helpers import Collect
-from tests.rules.district import CELL, GRIDS
+from tests.rules.district import CELL, GRIDS, patrol_rule
 
 T0 = 1_790_000_000.0
 CITY = "321200"
-
-
-def make(tmp_path: Path, out: Collect, clock: ManualClock, cfg: PatrolsConfig) -> PatrolRule:
-    return PatrolRule(
-        cfg,
-        GRIDS,
-        tmp_path / "patrols.sqlite",
-        out,
-        None,
-        PatrolMetrics(CollectorRegistry()),
-        clock,
-    )
 
 
 def shift(officer: str, device: str, action: str, t: float) -> ShiftEvent:
@@ -53,7 +39,7 @@ async def feed(r: PatrolRule, clock: ManualClock, records: Sequence[Fix]) -> Non
 
 async def test_a_slot_is_reused_after_a_shift_ends(tmp_path: Path) -> None:
     clock, out = ManualClock(T0), Collect()
-    async with make(tmp_path, out, clock, PatrolsConfig()) as r:
+    async with patrol_rule(tmp_path, out, clock) as r:
         await r.write([shift("off-1", "dev-1", "start", T0)])
         await feed(r, clock, fixes("dev-1", T0, 70))
         assert [e.rule for e in out.events] == ["patrol_idle"]
@@ -82,12 +68,12 @@ async def test_an_officer_with_open_case_sites_is_kept_off_shift(tmp_path: Path)
     clock, out = ManualClock(T0), Collect()
     lon, lat = GRIDS.centroid(CELL)
     site = CaseEvent(CITY, "C1", T0, "dispatched", T0, lat=lat, lon=lon, officer="off-1")
-    async with make(tmp_path, out, clock, PatrolsConfig()) as r:
+    async with patrol_rule(tmp_path, out, clock) as r:
         await r.write([shift("off-1", "dev-1", "start", T0), site])
         await r.write([shift("off-1", "dev-1", "end", T0 + 5)])
         o = r.officer(CITY, "off-1")
         assert o is not None and o.slot == -1 and o.sites is not None
-    async with make(tmp_path, out, clock, PatrolsConfig()) as r:
+    async with patrol_rule(tmp_path, out, clock) as r:
         o = r.officer(CITY, "off-1")
         assert o is not None and o.sites == {"C1": (lon, lat)}
         await r.write([shift("off-1", "dev-1", "start", T0 + 60)])
@@ -144,7 +130,7 @@ async def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     v1_store(tmp_path / "patrols.sqlite")
     clock, out = ManualClock(T0 + 700), Collect()
     for _ in range(2):  # migrated, then read back in the new format
-        async with make(tmp_path, out, clock, PatrolsConfig()) as r:
+        async with patrol_rule(tmp_path, out, clock) as r:
             assert r.state_of(CITY, "off-1") == "idle"
             o = r.officer(CITY, "off-1")
             assert o is not None and o.device == "dev-1" and o.grids == (CELL,)
@@ -158,7 +144,7 @@ async def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
 
 async def test_reconfiguring_keeps_the_state(tmp_path: Path) -> None:
     clock, out = ManualClock(T0), Collect()
-    async with make(tmp_path, out, clock, PatrolsConfig()) as r:
+    async with patrol_rule(tmp_path, out, clock) as r:
         await r.write([shift("off-1", "dev-1", "start", T0)])
         await feed(r, clock, fixes("dev-1", T0, 70))
         assert [e.rule for e in out.events] == ["patrol_idle"]
@@ -175,13 +161,13 @@ async def test_reconfiguring_keeps_the_state(tmp_path: Path) -> None:
 
 async def test_a_row_in_another_layout_restarts_the_watch(tmp_path: Path) -> None:
     clock, out = ManualClock(T0), Collect()
-    async with make(tmp_path, out, clock, PatrolsConfig()) as r:
+    async with patrol_rule(tmp_path, out, clock) as r:
         await r.write([shift("off-1", "dev-1", "start", T0)])
         await feed(r, clock, fixes("dev-1", T0, 10))
     with sqlite3.connect(tmp_path / "patrols.sqlite") as db:
         db.execute("UPDATE officers SET state = x'00'")
     clock.set(T0 + 1000)
-    async with make(tmp_path, out, clock, PatrolsConfig()) as r:
+    async with patrol_rule(tmp_path, out, clock) as r:
         assert r.state_of(CITY, "off-1") == "patrolling"
         o = r.officer(CITY, "off-1")
         assert o is not None and r.fleet.watched_since[o.slot] == T0 + 1000
