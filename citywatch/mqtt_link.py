@@ -90,18 +90,17 @@ class MqttLink:
     async def _run(self) -> None:
         backoff = 0.2
         while True:
-            made = aiomqtt.Client(
-                self.broker.host,
-                self.broker.port,
-                username=self.broker.username,
-                password=self.broker.password,
-                identifier=self.client_id,
-                tls_context=self._tls,
-                timeout=self.timeout,
-                max_inflight_messages=self.max_inflight,
-            )
             try:
-                async with made as client:
+                async with aiomqtt.Client(
+                    self.broker.host,
+                    self.broker.port,
+                    username=self.broker.username,
+                    password=self.broker.password,
+                    identifier=self.client_id,
+                    tls_context=self._tls,
+                    timeout=self.timeout,
+                    max_inflight_messages=self.max_inflight,
+                ) as client:
                     # Batches are published at once: that many pending PUBACKs are expected.
                     client.pending_calls_threshold = 100_000
                     self.client = client
@@ -112,27 +111,8 @@ class MqttLink:
                         pass  # nothing is subscribed: this only waits for a disconnection
             except aiomqtt.MqttError as exc:
                 log.warning("%s: %s; reconnecting in %.1fs", self.client_id, exc, backoff)
-            except asyncio.CancelledError:
-                _forget(made)
-                raise
             finally:
                 self.client = None
                 self._up.clear()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.reconnect_max)
-
-
-def _forget(client: aiomqtt.Client) -> None:
-    """Close the socket of a connection cancelled while it was being made.
-
-    aiomqtt leaves it open when its connect is cancelled; paho would close it when the
-    client is collected, after the event loop has closed, and aiomqtt's socket callbacks
-    would then fail on the closed loop, printing a traceback as the process exits (after a
-    start refused with exit code 3, say). Done here, while the loop runs, without them.
-    """
-    paho = client._client  # aiomqtt's paho client: no public way to drop a half-made link
-    paho.on_socket_close = None
-    paho.on_socket_unregister_write = None
-    sock = paho.socket()
-    if sock is not None:
-        sock.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -190,5 +191,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def entry() -> None:
+    """The process's entry point (the ``citywatch`` script, ``python -m citywatch``)."""
+    code = main()
+    if code == EXIT_STATE:
+        # The start was refused before anything was taken from the broker: leave at once.
+        # An MQTT connection of the service's own output, cancelled while it was being made,
+        # would otherwise be collected after the event loop closed, and aiomqtt would print
+        # a traceback under the one line that names the store.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
