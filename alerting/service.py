@@ -106,6 +106,12 @@ class Alerting:
         assert self._store is not None, "Alerting is used outside its context"
         return self._store
 
+    def ready(self) -> tuple[bool, str]:
+        """Whether its state store is open (``/readyz``), as a rule says of its own."""
+        if self._store is None:
+            return False, "state store not open"
+        return True, f"open: {self.store_path}"
+
     # -- lifecycle --------------------------------------------------------------
 
     async def __aenter__(self) -> Alerting:

@@ -270,7 +270,7 @@ class Service:
     def _state_ready(self) -> tuple[bool, str]:
         """The state stores (SQLite in data_dir) of the rules and alerting are open."""
         closed = [name for name, rule in self.rules.items() if not rule.ready()[0]]
-        if getattr(self.alerting, "_store", None) is None:
+        if self.alerting is None or not self.alerting.ready()[0]:
             closed.append("alerting")
         if closed:
             return False, f"state store not open: {', '.join(sorted(closed))}"
